@@ -1,0 +1,183 @@
+"""Settings: every ``UA_VP_*`` variable, typed and validated in one place.
+
+Read from the environment and an optional ``.env`` in the working directory.
+A bad value fails at start-up with a :class:`ConfigError` naming the variable
+and what is allowed; nothing else in ua-vp reads the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from ua_vp.errors import ConfigError
+
+ENV_PREFIX = "UA_VP_"
+CommaList = Annotated[list[str], NoDecode]
+PathList = Annotated[list[Path], NoDecode]
+
+
+def _default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "ua-vp"
+
+
+class Settings(BaseSettings):
+    """Every setting of a ua-vp host or worker. Field ``foo`` is variable ``UA_VP_FOO``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    # --- where things live -------------------------------------------------
+    state_dir: Path = Field(default_factory=_default_state_dir)
+    """Runtime state: the embedded SQLite database, default workspaces. Protected by the guard."""
+    database_url: str | None = None
+    """SQLAlchemy URL. Unset: SQLite at ``<state_dir>/ua_vp.db``. ``postgresql://`` uses psycopg 3."""
+
+    # --- gateway --------------------------------------------------------------
+    dispatch_mode: Literal["db_pull", "in_process"] = "db_pull"
+    """``db_pull``: missions wait in the database for workers (with external dispatch on)."""
+    external_dispatch_enabled: bool = False
+    """On with ``db_pull``: leave missions to external ``ua-vp worker`` processes.
+    Off (default): the server's in-process lane runs them."""
+    enabled_ids: CommaList = Field(default_factory=lambda: ["vp.coder.primary", "vp.general.primary"])
+    """Comma list of the installed profiles this host serves."""
+
+    # --- worker ---------------------------------------------------------------
+    poll_interval_seconds: float = Field(default=5.0, ge=1.0, le=3600.0)
+    """How often an idle worker looks for missions (LISTEN wakes it sooner on PostgreSQL)."""
+    lease_ttl_seconds: float = Field(default=120.0, ge=15.0, le=86_400.0)
+    """How long a claim holds without a heartbeat; heartbeats come every TTL/3."""
+    max_concurrent_missions: int = Field(default=1, ge=1, le=256)
+    """Missions one worker process runs at once."""
+    max_attempts: int = Field(default=3, ge=1, le=100)
+    """Claims a mission gets before an expired lease fails it with ``lease_expired``."""
+    shutdown_grace_seconds: float = Field(default=30.0, ge=0.0, le=3600.0)
+    """On SIGTERM/SIGINT, how long running missions may finish before they are cancelled."""
+
+    # --- profiles and guards ------------------------------------------------
+    hard_block_ua_repo: bool = True
+    """CODIE refuses every mission path inside the host's own repo and runtime roots."""
+    coder_workspace_root: Path | None = None
+    """CODIE's workspace root. Unset: ``<state_dir>/workspaces/coder``."""
+    general_workspace_root: Path | None = None
+    """GENERALIST's workspace root. Unset: ``<state_dir>/workspaces/general``."""
+    handoff_root: Path | None = None
+    """A folder outside the protected roots that missions may also use (allowlisted)."""
+    protected_roots: PathList = Field(default_factory=list)
+    """Extra protected roots, comma separated, on top of the host's own."""
+
+    # --- client runtimes ------------------------------------------------------
+    coder_runtime: str = "dry-run"
+    """Client runtime for CODIE: dry-run, command, claude-cli, codex-cli, openai."""
+    general_runtime: str = "dry-run"
+    """Client runtime for GENERALIST."""
+    command: str | None = None
+    """Command template for the ``command`` runtime, e.g. ``my-agent --task {objective_file}``."""
+    claude_bin: str = "claude"
+    codex_bin: str = "codex"
+    openai_base_url: str = "https://api.openai.com/v1"
+    openai_api_key: SecretStr | None = None
+    openai_model: str = "gpt-4o-mini"
+
+    # --- ops API --------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = Field(default=8002, ge=1, le=65535)
+    ops_token: SecretStr | None = None
+    """Set: every ops route needs ``Authorization: Bearer <token>``."""
+    allow_unauthenticated_bind: bool = False
+    """Explicit opt-out: serve on a non-loopback address without a token."""
+    max_request_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
+
+    # --- logs -----------------------------------------------------------------
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "console", "json"] = "auto"
+
+    @field_validator("enabled_ids", mode="before")
+    @classmethod
+    def _split_ids(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("protected_roots", mode="before")
+    @classmethod
+    def _split_paths(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [Path(part.strip()) for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("log_level", "log_format", "dispatch_mode", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        try:
+            url = make_url(value.strip())
+        except ArgumentError:
+            raise ValueError(
+                "is not a database URL; use sqlite:///path/to/file.db or postgresql://user:pass@host:5432/db"
+            ) from None
+        if url.get_backend_name() not in ("sqlite", "postgresql"):
+            raise ValueError(f"backend {url.get_backend_name()!r} is not supported; use sqlite or postgresql")
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _expand_paths(self) -> Settings:
+        self.state_dir = self.state_dir.expanduser()
+        if self.handoff_root is not None:
+            self.handoff_root = self.handoff_root.expanduser()
+        return self
+
+    # --- derived ----------------------------------------------------------------
+    @cached_property
+    def sqlalchemy_url(self) -> str:
+        """The URL with the driver made explicit (psycopg 3 for PostgreSQL)."""
+        raw = self.database_url or f"sqlite:///{self.state_dir / 'ua_vp.db'}"
+        url = make_url(raw)
+        if url.get_backend_name() == "postgresql":
+            url = url.set(drivername="postgresql+psycopg")
+        return url.render_as_string(hide_password=False)
+
+    @property
+    def is_embedded(self) -> bool:
+        return self.database_url is None
+
+    @property
+    def external_dispatch(self) -> bool:
+        """True when dispatched missions wait for external workers instead of the in-process lane."""
+        return self.external_dispatch_enabled and self.dispatch_mode == "db_pull"
+
+    def workspace_root(self, name: str, configured: Path | None) -> Path:
+        return (configured or self.state_dir / "workspaces" / name).expanduser()
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings, turning a validation error into one naming the variables."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = ENV_PREFIX + "_".join(str(p) for p in err["loc"] if isinstance(p, str)).upper()
+            given = err.get("input")
+            shown = "" if isinstance(given, dict) else f" (got {given!r})"
+            problems.append(f"{name}: {err['msg']}{shown}")
+        raise ConfigError("invalid settings: " + "; ".join(problems), problems=problems) from None

@@ -1,0 +1,99 @@
+"""One error hierarchy. Every error has a stable ``code`` that the API and the CLI
+translate in one place each; messages say what to do about it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class UaVpError(Exception):
+    """Base of every error ua-vp raises on purpose."""
+
+    code = "ua_vp_error"
+    http_status = 400
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "details": self.details}
+
+
+class ConfigError(UaVpError):
+    """A setting is missing or invalid; raised at start-up, naming the variable."""
+
+    code = "config_invalid"
+    http_status = 500
+
+
+class InvalidRequest(UaVpError):
+    """The caller sent something malformed (bad status name, empty objective...)."""
+
+    code = "invalid_request"
+    http_status = 400
+
+
+class MissionNotFound(UaVpError):
+    code = "mission_not_found"
+    http_status = 404
+
+
+class IdempotencyConflict(UaVpError):
+    """The idempotency key was used before with a different request."""
+
+    code = "idempotency_conflict"
+    http_status = 409
+
+
+class UnknownProfile(UaVpError):
+    """No installed plugin provides this vp_id."""
+
+    code = "unknown_vp_id"
+    http_status = 422
+
+
+class ProfileDisabled(UaVpError):
+    """The vp_id is installed but not in ``UA_VP_ENABLED_IDS``."""
+
+    code = "vp_id_disabled"
+    http_status = 422
+
+
+class GuardViolation(UaVpError):
+    """A mission path breaks a path-guard rule; ``details`` names the path and rule."""
+
+    code = "guard_violation"
+    http_status = 403
+
+
+class PluginError(UaVpError):
+    """Plugins disagree (two claim one vp_id) or an enabled id is not installed."""
+
+    code = "plugin_error"
+    http_status = 500
+
+
+class DatabaseNotMigrated(UaVpError):
+    code = "database_not_migrated"
+    http_status = 503
+
+
+class LeaseLost(UaVpError):
+    """The worker no longer holds the mission's lease; it must stop and not finalize."""
+
+    code = "lease_lost"
+    http_status = 409
+
+
+class BudgetExceeded(UaVpError):
+    code = "budget_exceeded"
+    http_status = 422
+
+
+class RuntimeFailed(UaVpError):
+    """A client runtime could not run the mission (exit code, bad output...)."""
+
+    code = "runtime_failed"
+    http_status = 500
