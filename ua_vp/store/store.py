@@ -1,0 +1,574 @@
+"""MissionStore: the only code that writes missions, events and sessions.
+
+Every status change is one transaction that also writes its event row, so the
+history can never disagree with the row. The statements that decide who runs
+what (claim, heartbeat, finalize, reap) guard themselves in their WHERE clause
+(``status``, ``lease_token``), so a racing or stale writer changes nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Text, and_, case, cast, func, insert, literal, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Row
+from sqlalchemy.sql import ColumnElement
+
+from ua_vp.errors import IdempotencyConflict, InvalidRequest, MissionNotFound
+from ua_vp.missions import (
+    FINAL_EVENT,
+    TERMINAL,
+    Event,
+    Heartbeat,
+    Mission,
+    MissionEvent,
+    MissionSpec,
+    Status,
+)
+from ua_vp.store import db
+from ua_vp.store.tables import Timestamp, events, missions, sessions
+
+NOTIFY_CHANNEL = "ua_vp_missions"
+MAX_LIST_LIMIT = 500
+MAX_CLAIM_BATCH = 500
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # SQLite hands back naive datetimes; every time we store is UTC.
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def _mission(row: Row[Any]) -> Mission:
+    m = row._mapping
+    return Mission(
+        mission_id=m["mission_id"],
+        vp_id=m["vp_id"],
+        mission_type=m["mission_type"],
+        objective=m["objective"],
+        constraints=m["constraints"] or {},
+        budget=m["budget"] or {},
+        status=Status(m["status"]),
+        priority=m["priority"],
+        attempt=m["attempt"],
+        max_attempts=m["max_attempts"],
+        lane=m["lane"],
+        worker_id=m["worker_id"],
+        lease_token=m["lease_token"],
+        lease_expires_at=_aware(m["lease_expires_at"]),
+        cancel_requested_at=_aware(m["cancel_requested_at"]),
+        idempotency_key=m["idempotency_key"],
+        request_hash=m["request_hash"],
+        source_session_id=m["source_session_id"],
+        source_turn_id=m["source_turn_id"],
+        reply_mode=m["reply_mode"],
+        run_id=m["run_id"],
+        result=m["result"],
+        error=m["error"],
+        created_at=_aware(m["created_at"]),
+        started_at=_aware(m["started_at"]),
+        finished_at=_aware(m["finished_at"]),
+    )
+
+
+def _event(row: Row[Any]) -> MissionEvent:
+    m = row._mapping
+    return MissionEvent(
+        id=m["id"],
+        mission_id=m["mission_id"],
+        vp_id=m["vp_id"],
+        event_type=m["event_type"],
+        payload=m["payload"] or {},
+        created_at=_aware(m["created_at"]) or utcnow(),
+    )
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    mission: Mission
+    created: bool
+    """False when an idempotent replay returned the mission made earlier."""
+
+
+@dataclass(frozen=True)
+class CancelOutcome:
+    mission: Mission
+    changed: bool
+    """False when the mission was already terminal or already asked to cancel."""
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    worker_id: str
+    vp_id: str
+    status: str
+    lane: str
+    pid: int
+    host: str
+    capacity: int
+    active_missions: int
+    started_at: datetime
+    last_seen_at: datetime
+
+    def to_public(self) -> dict[str, Any]:
+        return {
+            **self.__dict__,
+            "started_at": self.started_at.isoformat(),
+            "last_seen_at": self.last_seen_at.isoformat(),
+        }
+
+
+class MissionStore:
+    """Mission, event and session persistence over one SQLAlchemy engine."""
+
+    def __init__(self, engine: Engine, *, lease_ttl_seconds: float = 120.0) -> None:
+        self.engine = engine
+        self.lease_ttl = timedelta(seconds=lease_ttl_seconds)
+        self.is_postgres = engine.dialect.name == "postgresql"
+
+    # -- SQL fragments that differ by backend ------------------------------------
+    def _now(self) -> ColumnElement[datetime]:
+        # PostgreSQL: the database clock, shared by every host; leases stay
+        # comparable whatever the workers' clocks say. SQLite: one machine.
+        if self.is_postgres:
+            return func.now()
+        return literal(utcnow(), Timestamp)
+
+    def _later(self, delta: timedelta) -> ColumnElement[datetime]:
+        if self.is_postgres:
+            return func.now() + delta
+        return literal(utcnow() + delta, Timestamp)
+
+    def _new_token(self) -> ColumnElement[str]:
+        # Generated per row inside the statement, so one batched claim gives
+        # every mission its own fencing token.
+        if self.is_postgres:
+            return func.replace(cast(func.gen_random_uuid(), Text), "-", "")
+        return func.lower(func.hex(func.randomblob(16)))
+
+    def _notify(self, conn: Connection, kind: str, vp_id: str, mission_id: str) -> None:
+        # Delivered at COMMIT, so a listener never sees a mission it cannot read yet.
+        if self.is_postgres:
+            conn.execute(select(func.pg_notify(NOTIFY_CHANNEL, f"{kind}:{vp_id}:{mission_id}")))
+
+    def _write_events(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> list[MissionEvent]:
+        if not rows:
+            return []
+        now = self._now()
+        stmt = insert(events).values([{**r, "created_at": now} for r in rows]).returning(*events.c)
+        return [_event(r) for r in conn.execute(stmt)]
+
+    # -- enqueue ---------------------------------------------------------------------
+    def enqueue(self, spec: MissionSpec) -> Enqueued:
+        """Insert a queued mission; an ``idempotency_key`` seen before returns the earlier
+        mission for the same request and raises :class:`IdempotencyConflict` otherwise."""
+        request_hash = spec.request_hash()
+        values = {
+            "mission_id": f"vpm_{uuid.uuid4().hex}",
+            "vp_id": spec.vp_id,
+            "mission_type": spec.mission_type,
+            "objective": spec.objective,
+            "constraints": spec.constraints,
+            "budget": spec.budget,
+            "status": Status.QUEUED.value,
+            "priority": spec.priority,
+            "attempt": 0,
+            "max_attempts": spec.max_attempts,
+            "lane": spec.lane,
+            "idempotency_key": spec.idempotency_key,
+            "request_hash": request_hash,
+            "source_session_id": spec.source_session_id,
+            "source_turn_id": spec.source_turn_id,
+            "reply_mode": spec.reply_mode,
+            "run_id": spec.run_id,
+            "created_at": self._now(),
+        }
+        dialect_insert = pg_insert if self.is_postgres else sqlite_insert
+        # ON CONFLICT DO NOTHING: a concurrent identical dispatch waits on the
+        # unique key, then finds the winner's row below instead of failing.
+        stmt = (
+            dialect_insert(missions)
+            .values(values)
+            .on_conflict_do_nothing(index_elements=["idempotency_key"])
+            .returning(*missions.c)
+        )
+        with self.engine.begin() as conn:
+            row = conn.execute(stmt).first()
+            if row is None:
+                existing = conn.execute(
+                    select(missions).where(missions.c.idempotency_key == spec.idempotency_key)
+                ).one()
+                mission = _mission(existing)
+                if mission.request_hash != request_hash:
+                    raise IdempotencyConflict(
+                        f"idempotency_key {spec.idempotency_key!r} was already used for a different request "
+                        f"(mission {mission.mission_id}); use a new key for a new request",
+                        mission_id=mission.mission_id,
+                    )
+                return Enqueued(mission, created=False)
+            mission = _mission(row)
+            self._write_events(
+                conn,
+                [self._event_row(mission, Event.DISPATCHED, {"lane": mission.lane, "priority": mission.priority})],
+            )
+            self._notify(conn, "queued", mission.vp_id, mission.mission_id)
+        return Enqueued(mission, created=True)
+
+    @staticmethod
+    def _event_row(mission: Mission, event: Event, payload: dict[str, Any]) -> dict[str, Any]:
+        return {"mission_id": mission.mission_id, "vp_id": mission.vp_id, "event_type": event.value, "payload": payload}
+
+    # -- claim -------------------------------------------------------------------------
+    def claim(self, vp_id: str, worker_id: str, limit: int = 1) -> list[Mission]:
+        """Take up to ``limit`` queued missions of ``vp_id``: lower priority first, then oldest.
+
+        One statement picks and updates. On PostgreSQL the inner SELECT locks
+        with SKIP LOCKED, so concurrent claimers each take different rows without
+        waiting for one another; it walks ``ix_vp_missions_queue`` (partial, queued
+        rows only) in index order. On SQLite, BEGIN IMMEDIATE already serialises
+        writers, and FOR UPDATE is simply not rendered.
+        """
+        if not 1 <= limit <= MAX_CLAIM_BATCH:
+            raise InvalidRequest(f"claim limit must be from 1 to {MAX_CLAIM_BATCH}, got {limit}")
+        # MATERIALIZED: the locked pick runs exactly once. Written as a plain
+        # "IN (subquery)", PostgreSQL may re-run the SKIP LOCKED subquery per row
+        # and claim more than ``limit`` missions.
+        picked = (
+            select(missions.c.mission_id)
+            .where(missions.c.vp_id == vp_id, missions.c.status == Status.QUEUED.value)
+            .order_by(missions.c.priority, missions.c.created_at, missions.c.mission_id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+            .cte("picked")
+            .prefix_with("MATERIALIZED")
+        )
+        stmt = (
+            update(missions)
+            .where(missions.c.mission_id == picked.c.mission_id, missions.c.status == Status.QUEUED.value)
+            .values(
+                status=Status.RUNNING.value,
+                attempt=missions.c.attempt + 1,
+                worker_id=worker_id,
+                lease_token=self._new_token(),
+                lease_expires_at=self._later(self.lease_ttl),
+                started_at=func.coalesce(missions.c.started_at, self._now()),
+            )
+            .returning(*missions.c)
+        )
+        with self.engine.begin() as conn:
+            claimed = sorted(
+                (_mission(r) for r in conn.execute(stmt)), key=lambda m: (m.priority, m.created_at, m.mission_id)
+            )
+            self._write_events(
+                conn,
+                [
+                    self._event_row(m, Event.STARTED, {"worker_id": worker_id, "attempt": m.attempt})
+                    for m in claimed
+                ],
+            )
+        return claimed
+
+    # -- heartbeat ---------------------------------------------------------------------
+    def heartbeat(self, mission_id: str, lease_token: str) -> Heartbeat:
+        """Extend the lease. ``lease_held=False`` means: stop, and do not finalize."""
+        stmt = (
+            update(missions)
+            .where(
+                missions.c.mission_id == mission_id,
+                missions.c.lease_token == lease_token,
+                missions.c.status == Status.RUNNING.value,
+            )
+            .values(lease_expires_at=self._later(self.lease_ttl))
+            .returning(missions.c.cancel_requested_at)
+        )
+        with self.engine.begin() as conn:
+            row = conn.execute(stmt).first()
+        if row is None:
+            return Heartbeat(lease_held=False, cancel_requested=False)
+        return Heartbeat(lease_held=True, cancel_requested=row[0] is not None)
+
+    # -- cancel ------------------------------------------------------------------------
+    def request_cancel(self, mission_id: str, *, reason: str = "requested") -> CancelOutcome:
+        """Queued: cancelled at once. Running: flagged for its worker (and NOTIFY).
+        Terminal or already flagged: returned unchanged."""
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                update(missions)
+                .where(missions.c.mission_id == mission_id, missions.c.status == Status.QUEUED.value)
+                .values(
+                    status=Status.CANCELLED.value,
+                    cancel_requested_at=self._now(),
+                    finished_at=self._now(),
+                    error={"code": "cancelled", "message": f"cancelled before it started ({reason})"},
+                )
+                .returning(*missions.c)
+            ).first()
+            if row is not None:
+                mission = _mission(row)
+                self._write_events(
+                    conn,
+                    [
+                        self._event_row(mission, Event.CANCEL_REQUESTED, {"reason": reason}),
+                        self._event_row(mission, Event.CANCELLED, {"reason": reason, "was": "queued"}),
+                    ],
+                )
+                return CancelOutcome(mission, changed=True)
+            row = conn.execute(
+                update(missions)
+                .where(
+                    missions.c.mission_id == mission_id,
+                    missions.c.status == Status.RUNNING.value,
+                    missions.c.cancel_requested_at.is_(None),
+                )
+                .values(cancel_requested_at=self._now())
+                .returning(*missions.c)
+            ).first()
+            if row is not None:
+                mission = _mission(row)
+                self._write_events(conn, [self._event_row(mission, Event.CANCEL_REQUESTED, {"reason": reason})])
+                self._notify(conn, "cancel", mission.vp_id, mission.mission_id)
+                return CancelOutcome(mission, changed=True)
+            existing = conn.execute(select(missions).where(missions.c.mission_id == mission_id)).first()
+        if existing is None:
+            raise MissionNotFound(f"no mission with id {mission_id!r}", mission_id=mission_id)
+        return CancelOutcome(_mission(existing), changed=False)
+
+    # -- finalize ----------------------------------------------------------------------
+    def finalize(
+        self,
+        mission_id: str,
+        lease_token: str,
+        status: Status,
+        *,
+        result: dict[str, Any] | None = None,
+        error: dict[str, Any] | None = None,
+    ) -> Mission | None:
+        """End a running mission. Fenced by ``lease_token``: a worker whose lease was
+        reaped (and perhaps re-claimed by another) gets None and nothing is written."""
+        if status not in TERMINAL:
+            raise InvalidRequest(f"finalize needs a terminal status, got {status.value!r}")
+        stmt = (
+            update(missions)
+            .where(
+                missions.c.mission_id == mission_id,
+                missions.c.lease_token == lease_token,
+                missions.c.status == Status.RUNNING.value,
+            )
+            .values(
+                status=status.value,
+                result=result,
+                error=error,
+                finished_at=self._now(),
+                lease_token=None,
+                lease_expires_at=None,
+            )
+            .returning(*missions.c)
+        )
+        with self.engine.begin() as conn:
+            row = conn.execute(stmt).first()
+            if row is None:
+                return None
+            mission = _mission(row)
+            payload: dict[str, Any] = {"attempt": mission.attempt, "worker_id": mission.worker_id}
+            if error is not None:
+                payload["error"] = error
+            self._write_events(conn, [self._event_row(mission, FINAL_EVENT[status], payload)])
+        return mission
+
+    def add_progress(self, mission_id: str, lease_token: str, payloads: Iterable[dict[str, Any]]) -> bool:
+        """Record progress events while the lease is held; False (nothing written) otherwise."""
+        payloads = list(payloads)
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                select(missions.c.vp_id).where(
+                    missions.c.mission_id == mission_id,
+                    missions.c.lease_token == lease_token,
+                    missions.c.status == Status.RUNNING.value,
+                )
+            ).first()
+            if row is None:
+                return False
+            self._write_events(
+                conn,
+                [
+                    {"mission_id": mission_id, "vp_id": row[0], "event_type": Event.PROGRESS.value, "payload": p}
+                    for p in payloads
+                ],
+            )
+        return True
+
+    # -- reap ----------------------------------------------------------------------------
+    def reap(self, limit: int = 100) -> list[Mission]:
+        """Recover running missions whose lease expired: requeue them while attempts
+        remain, fail them (``lease_expired``) when not, cancel them if cancel was asked.
+
+        Safe from every process at once: SKIP LOCKED lets concurrent reapers split
+        the work, and the outer WHERE re-checks the expiry so a heartbeat that won
+        the race keeps its mission.
+        """
+        expired = and_(missions.c.status == Status.RUNNING.value, missions.c.lease_expires_at < self._now())
+        out: list[Mission] = []
+        with self.engine.begin() as conn:
+            victims = (
+                select(missions.c.mission_id)
+                .where(expired)
+                .order_by(missions.c.lease_expires_at)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+                .cte("victims")
+                .prefix_with("MATERIALIZED")
+            )
+            cancelled = missions.c.cancel_requested_at.is_not(None)
+            exhausted = missions.c.attempt >= missions.c.max_attempts
+            stmt = (
+                update(missions)
+                .where(missions.c.mission_id == victims.c.mission_id, expired)
+                .values(
+                    status=case(
+                        (cancelled, Status.CANCELLED.value),
+                        (exhausted, Status.FAILED.value),
+                        else_=Status.QUEUED.value,
+                    ),
+                    worker_id=None,
+                    lease_token=None,
+                    lease_expires_at=None,
+                    finished_at=case((cancelled | exhausted, self._now()), else_=None),
+                )
+                .returning(*missions.c)
+            )
+            rows = [_mission(r) for r in conn.execute(stmt)]
+            event_rows = []
+            for m in rows:
+                # The JSON error is written per outcome here rather than in a CASE,
+                # which would need backend-specific JSON literals.
+                if m.status is Status.QUEUED:
+                    event_rows.append(
+                        self._event_row(m, Event.RETRIED, {"reason": "lease_expired", "attempt": m.attempt})
+                    )
+                    out.append(m)
+                    continue
+                if m.status is Status.CANCELLED:
+                    error = {"code": "cancelled", "message": "cancelled; its worker stopped answering"}
+                else:
+                    error = {
+                        "code": "lease_expired",
+                        "message": f"the worker's lease expired on attempt {m.attempt} of {m.max_attempts}",
+                    }
+                final = conn.execute(
+                    update(missions).where(missions.c.mission_id == m.mission_id).values(error=error)
+                    .returning(*missions.c)
+                ).one()
+                out.append(_mission(final))
+                event_rows.append(self._event_row(m, FINAL_EVENT[m.status], {"error": error, "attempt": m.attempt}))
+            self._write_events(conn, event_rows)
+            for m in out:
+                if m.status is Status.QUEUED:
+                    self._notify(conn, "queued", m.vp_id, m.mission_id)
+        return out
+
+    # -- reads -----------------------------------------------------------------------------
+    def get(self, mission_id: str) -> Mission:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(missions).where(missions.c.mission_id == mission_id)).first()
+        if row is None:
+            raise MissionNotFound(f"no mission with id {mission_id!r}", mission_id=mission_id)
+        return _mission(row)
+
+    def list_missions(
+        self, *, vp_id: str | None = None, statuses: Sequence[Status] | None = None, limit: int = 50
+    ) -> list[Mission]:
+        """Newest first."""
+        if not 1 <= limit <= MAX_LIST_LIMIT:
+            raise InvalidRequest(f"limit must be from 1 to {MAX_LIST_LIMIT}, got {limit}", field="limit")
+        query = select(missions).order_by(missions.c.created_at.desc(), missions.c.mission_id.desc()).limit(limit)
+        if vp_id:
+            query = query.where(missions.c.vp_id == vp_id)
+        if statuses:
+            query = query.where(missions.c.status.in_([s.value for s in statuses]))
+        with self.engine.connect() as conn:
+            return [_mission(r) for r in conn.execute(query)]
+
+    def events(self, mission_id: str, *, after_id: int = 0, limit: int = 1000) -> list[MissionEvent]:
+        """In the order they were written."""
+        query = (
+            select(events)
+            .where(events.c.mission_id == mission_id, events.c.id > after_id)
+            .order_by(events.c.id)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [_event(r) for r in conn.execute(query)]
+
+    def recent_events(self, *, vp_id: str | None = None, limit: int = 20) -> list[MissionEvent]:
+        query = select(events).order_by(events.c.id.desc()).limit(limit)
+        if vp_id:
+            query = query.where(events.c.vp_id == vp_id)
+        with self.engine.connect() as conn:
+            return [_event(r) for r in conn.execute(query)]
+
+    # -- sessions ---------------------------------------------------------------------------
+    def register_session(self, *, worker_id: str, vp_id: str, capacity: int, lane: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert(sessions).values(
+                    worker_id=worker_id,
+                    vp_id=vp_id,
+                    status="idle",
+                    lane=lane,
+                    pid=os.getpid(),
+                    host=socket.gethostname(),
+                    capacity=capacity,
+                    active_missions=0,
+                    started_at=self._now(),
+                    last_seen_at=self._now(),
+                )
+            )
+
+    def touch_session(self, worker_id: str, *, status: str, active_missions: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(sessions)
+                .where(sessions.c.worker_id == worker_id)
+                .values(status=status, active_missions=active_missions, last_seen_at=self._now())
+            )
+
+    def list_sessions(self, *, vp_id: str | None = None, include_stopped: bool = True) -> list[SessionInfo]:
+        """Newest first. A live-looking session not seen for a lease TTL is reported ``lost``."""
+        query = select(sessions).order_by(sessions.c.last_seen_at.desc()).limit(MAX_LIST_LIMIT)
+        if vp_id:
+            query = query.where(sessions.c.vp_id == vp_id)
+        if not include_stopped:
+            query = query.where(sessions.c.status != "stopped")
+        with self.engine.connect() as conn:
+            now = conn.execute(select(self._now())).scalar_one()
+            rows = list(conn.execute(query))
+        now = _aware(now) or utcnow()
+        out = []
+        for r in rows:
+            m = dict(r._mapping)
+            m["started_at"] = _aware(m["started_at"])
+            m["last_seen_at"] = _aware(m["last_seen_at"])
+            if m["status"] != "stopped" and now - m["last_seen_at"] > self.lease_ttl:
+                m["status"] = "lost"
+            out.append(SessionInfo(**m))
+        return out
+
+
+def open_store(url: str, *, lease_ttl_seconds: float = 120.0, auto_upgrade: bool = False, pool_size: int = 10) -> MissionStore:
+    """Connect, and refuse an unmigrated database (or upgrade it, for the embedded one)."""
+    engine = db.make_engine(url, pool_size=pool_size)
+    db.ensure_migrated(engine, auto_upgrade=auto_upgrade)
+    return MissionStore(engine, lease_ttl_seconds=lease_ttl_seconds)
