@@ -1,0 +1,1 @@
+"""CODIE: the ``vp.coder.primary`` profile for ua-vp."""

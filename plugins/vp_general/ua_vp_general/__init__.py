@@ -1,0 +1,1 @@
+"""GENERALIST: the ``vp.general.primary`` profile for ua-vp."""
