@@ -45,7 +45,6 @@ class Gateway:
             log.info("mission_dispatched", mission_id=mission.mission_id, vp_id=mission.vp_id, lane=mission.lane)
             for ring in self.wake:
                 ring(mission.vp_id)
-            self.registry.notify(self.store.events(mission.mission_id, limit=1))
         return enqueued
 
     def cancel(self, mission_id: str) -> CancelOutcome:

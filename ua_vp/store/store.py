@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -134,10 +135,31 @@ class SessionInfo:
 class MissionStore:
     """Mission, event and session persistence over one SQLAlchemy engine."""
 
-    def __init__(self, engine: Engine, *, lease_ttl_seconds: float = 120.0) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        lease_ttl_seconds: float = 120.0,
+        on_events: Callable[[list[MissionEvent]], None] | None = None,
+    ) -> None:
         self.engine = engine
         self.lease_ttl = timedelta(seconds=lease_ttl_seconds)
         self.is_postgres = engine.dialect.name == "postgresql"
+        self.on_events = on_events
+        """Called with the events of each transaction after it committed (observer hooks)."""
+
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        """A write transaction; its events are published only once it committed."""
+        with self.engine.begin() as conn:
+            written: list[MissionEvent] = []
+            conn.info["ua_vp_events"] = written
+            try:
+                yield conn
+            finally:
+                conn.info.pop("ua_vp_events", None)
+        if written and self.on_events is not None:
+            self.on_events(written)
 
     # -- SQL fragments that differ by backend ------------------------------------
     def _now(self) -> ColumnElement[datetime]:
@@ -169,7 +191,9 @@ class MissionStore:
             return []
         now = self._now()
         stmt = insert(events).values([{**r, "created_at": now} for r in rows]).returning(*events.c)
-        return [_event(r) for r in conn.execute(stmt)]
+        written = [_event(r) for r in conn.execute(stmt)]
+        conn.info["ua_vp_events"].extend(written)
+        return written
 
     # -- enqueue ---------------------------------------------------------------------
     def enqueue(self, spec: MissionSpec) -> Enqueued:
@@ -205,7 +229,7 @@ class MissionStore:
             .on_conflict_do_nothing(index_elements=["idempotency_key"])
             .returning(*missions.c)
         )
-        with self.engine.begin() as conn:
+        with self._tx() as conn:
             row = conn.execute(stmt).first()
             if row is None:
                 existing = conn.execute(
@@ -268,7 +292,7 @@ class MissionStore:
             )
             .returning(*missions.c)
         )
-        with self.engine.begin() as conn:
+        with self._tx() as conn:
             claimed = sorted(
                 (_mission(r) for r in conn.execute(stmt)), key=lambda m: (m.priority, m.created_at, m.mission_id)
             )
@@ -294,7 +318,7 @@ class MissionStore:
             .values(lease_expires_at=self._later(self.lease_ttl))
             .returning(missions.c.cancel_requested_at)
         )
-        with self.engine.begin() as conn:
+        with self._tx() as conn:
             row = conn.execute(stmt).first()
         if row is None:
             return Heartbeat(lease_held=False, cancel_requested=False)
@@ -304,7 +328,7 @@ class MissionStore:
     def request_cancel(self, mission_id: str, *, reason: str = "requested") -> CancelOutcome:
         """Queued: cancelled at once. Running: flagged for its worker (and NOTIFY).
         Terminal or already flagged: returned unchanged."""
-        with self.engine.begin() as conn:
+        with self._tx() as conn:
             row = conn.execute(
                 update(missions)
                 .where(missions.c.mission_id == mission_id, missions.c.status == Status.QUEUED.value)
@@ -377,7 +401,7 @@ class MissionStore:
             )
             .returning(*missions.c)
         )
-        with self.engine.begin() as conn:
+        with self._tx() as conn:
             row = conn.execute(stmt).first()
             if row is None:
                 return None
@@ -388,10 +412,49 @@ class MissionStore:
             self._write_events(conn, [self._event_row(mission, FINAL_EVENT[status], payload)])
         return mission
 
+    def release(self, mission_id: str, lease_token: str, *, reason: str) -> Mission | None:
+        """Give a running mission back to the queue now (a draining worker's grace ran
+        out), instead of making it wait for its lease to expire. Fenced like finalize;
+        a mission out of attempts fails as a reaped one would."""
+        exhausted = missions.c.attempt >= missions.c.max_attempts
+        stmt = (
+            update(missions)
+            .where(
+                missions.c.mission_id == mission_id,
+                missions.c.lease_token == lease_token,
+                missions.c.status == Status.RUNNING.value,
+            )
+            .values(
+                status=case((exhausted, Status.FAILED.value), else_=Status.QUEUED.value),
+                worker_id=None,
+                lease_token=None,
+                lease_expires_at=None,
+                finished_at=case((exhausted, self._now()), else_=None),
+            )
+            .returning(*missions.c)
+        )
+        with self._tx() as conn:
+            row = conn.execute(stmt).first()
+            if row is None:
+                return None
+            mission = _mission(row)
+            if mission.status is Status.QUEUED:
+                self._write_events(conn, [self._event_row(mission, Event.RETRIED, {"reason": reason, "attempt": mission.attempt})])
+                self._notify(conn, "queued", mission.vp_id, mission.mission_id)
+                return mission
+            error = {"code": reason, "message": f"released by its worker ({reason}) with no attempts left"}
+            mission = _mission(
+                conn.execute(
+                    update(missions).where(missions.c.mission_id == mission_id).values(error=error).returning(*missions.c)
+                ).one()
+            )
+            self._write_events(conn, [self._event_row(mission, Event.FAILED, {"error": error, "attempt": mission.attempt})])
+            return mission
+
     def add_progress(self, mission_id: str, lease_token: str, payloads: Iterable[dict[str, Any]]) -> bool:
         """Record progress events while the lease is held; False (nothing written) otherwise."""
         payloads = list(payloads)
-        with self.engine.begin() as conn:
+        with self._tx() as conn:
             row = conn.execute(
                 select(missions.c.vp_id).where(
                     missions.c.mission_id == mission_id,
@@ -421,7 +484,7 @@ class MissionStore:
         """
         expired = and_(missions.c.status == Status.RUNNING.value, missions.c.lease_expires_at < self._now())
         out: list[Mission] = []
-        with self.engine.begin() as conn:
+        with self._tx() as conn:
             victims = (
                 select(missions.c.mission_id)
                 .where(expired)
@@ -521,7 +584,7 @@ class MissionStore:
 
     # -- sessions ---------------------------------------------------------------------------
     def register_session(self, *, worker_id: str, vp_id: str, capacity: int, lane: str) -> None:
-        with self.engine.begin() as conn:
+        with self._tx() as conn:
             conn.execute(
                 insert(sessions).values(
                     worker_id=worker_id,
@@ -538,7 +601,7 @@ class MissionStore:
             )
 
     def touch_session(self, worker_id: str, *, status: str, active_missions: int) -> None:
-        with self.engine.begin() as conn:
+        with self._tx() as conn:
             conn.execute(
                 update(sessions)
                 .where(sessions.c.worker_id == worker_id)
@@ -567,8 +630,15 @@ class MissionStore:
         return out
 
 
-def open_store(url: str, *, lease_ttl_seconds: float = 120.0, auto_upgrade: bool = False, pool_size: int = 10) -> MissionStore:
+def open_store(
+    url: str,
+    *,
+    lease_ttl_seconds: float = 120.0,
+    auto_upgrade: bool = False,
+    pool_size: int = 10,
+    on_events: Callable[[list[MissionEvent]], None] | None = None,
+) -> MissionStore:
     """Connect, and refuse an unmigrated database (or upgrade it, for the embedded one)."""
     engine = db.make_engine(url, pool_size=pool_size)
     db.ensure_migrated(engine, auto_upgrade=auto_upgrade)
-    return MissionStore(engine, lease_ttl_seconds=lease_ttl_seconds)
+    return MissionStore(engine, lease_ttl_seconds=lease_ttl_seconds, on_events=on_events)
