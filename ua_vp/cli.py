@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Sequence
-from functools import wraps
 from typing import Any
 
 import click
@@ -85,7 +84,11 @@ MISSION_COLUMNS = ("mission_id", "vp_id", "status", "attempt", "priority", "lane
 
 def _mission_row(m: dict[str, Any]) -> dict[str, Any]:
     objective = m["objective"].replace("\n", " ")
-    return {**m, "objective": objective if len(objective) <= 48 else objective[:45] + "...", "created_at": m["created_at"][:19]}
+    return {
+        **m,
+        "objective": objective if len(objective) <= 48 else objective[:45] + "...",
+        "created_at": m["created_at"][:19],
+    }
 
 
 @click.group()
@@ -118,7 +121,7 @@ def db_upgrade(state: State) -> None:
 @click.argument("vp_id")
 @click.argument("objective")
 @click.option("--type", "mission_type", default="task", show_default=True)
-@click.option("--constraints", help="JSON object, e.g. '{\"repo_path\": \"~/src/app\"}'.")
+@click.option("--constraints", help='JSON object, e.g. \'{"repo_path": "~/src/app"}\'.')
 @click.option("--budget", help="JSON object: max_seconds, max_tokens, max_output_bytes.")
 @click.option("--priority", type=int, default=None, help="0 runs first; default 100.")
 @click.option("--idempotency-key", default=None)
@@ -157,8 +160,10 @@ def dispatch(
     _emit(
         state,
         {"mission": public, "created": enqueued.created},
-        lambda: f"mission {mission.mission_id} {verb}: {mission.status.value} on lane {mission.lane}"
-        + (f"\n{json.dumps(mission.result or mission.error, indent=2)}" if mission.status.terminal else ""),
+        lambda: (
+            f"mission {mission.mission_id} {verb}: {mission.status.value} on lane {mission.lane}"
+            + (f"\n{json.dumps(mission.result or mission.error, indent=2)}" if mission.status.terminal else "")
+        ),
     )
 
 
@@ -169,7 +174,9 @@ def dispatch(
 @pass_state
 def missions(state: State, vp_id: str | None, status: str, limit: int) -> None:
     """List missions, newest first."""
-    found = [m.to_public() for m in state.store().list_missions(vp_id=vp_id, statuses=parse_statuses(status), limit=limit)]
+    found = [
+        m.to_public() for m in state.store().list_missions(vp_id=vp_id, statuses=parse_statuses(status), limit=limit)
+    ]
     _emit(state, {"missions": found}, lambda: _table([_mission_row(m) for m in found], MISSION_COLUMNS))
 
 
@@ -198,7 +205,11 @@ def cancel(state: State, mission_id: str) -> None:
     outcome = state.gateway().cancel(mission_id)
     m = outcome.mission
     note = "cancel requested" if outcome.changed else "unchanged"
-    _emit(state, {"mission": m.to_public(), "changed": outcome.changed}, lambda: f"mission {m.mission_id}: {note}, now {m.status.value}")
+    _emit(
+        state,
+        {"mission": m.to_public(), "changed": outcome.changed},
+        lambda: f"mission {m.mission_id}: {note}, now {m.status.value}",
+    )
 
 
 @cli.command()
@@ -245,7 +256,38 @@ def metrics(state: State, vp_id: str | None) -> None:
     from ua_vp.store.metrics import vp_metrics
 
     data = vp_metrics(state.store(), vp_id)
-    _emit(state, {"metrics": data}, lambda: json.dumps({k: v for k, v in data.items() if not k.startswith("recent")}, indent=2))
+    _emit(
+        state,
+        {"metrics": data},
+        lambda: json.dumps({k: v for k, v in data.items() if not k.startswith("recent")}, indent=2),
+    )
+
+
+@cli.command()
+@click.option("--profile", "vp_id", required=True, help="The vp_id to serve, e.g. vp.coder.primary.")
+@click.option(
+    "--concurrency", type=click.IntRange(1, 256), default=None, help="Default: UA_VP_MAX_CONCURRENT_MISSIONS."
+)
+@click.option("--once", is_flag=True, help="Run what is queued now, then exit.")
+@pass_state
+def worker(state: State, vp_id: str, concurrency: int | None, once: bool) -> None:
+    """Run a worker for one profile until SIGTERM/SIGINT (drains with a grace period)."""
+    import asyncio
+
+    from ua_vp.plugins import load_registry
+    from ua_vp.worker import Worker, run_worker_process
+
+    settings = state.settings
+    registry = load_registry(settings)
+    w = Worker(
+        settings=settings,
+        store=state.store(),
+        registry=registry,
+        profile=registry.profile(vp_id),
+        concurrency=concurrency or settings.max_concurrent_missions,
+    )
+    state.store().on_events = registry.notify
+    asyncio.run(run_worker_process(w, once=once))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

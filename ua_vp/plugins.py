@@ -71,17 +71,27 @@ class Registry:
         if vp_id in self.installed:
             raise ProfileDisabled(
                 f"vp_id {vp_id!r} is installed but not enabled on this host (add it to UA_VP_ENABLED_IDS); {listing}",
-                vp_id=vp_id, enabled=list(self.enabled), installed=sorted(self.installed),
+                vp_id=vp_id,
+                enabled=list(self.enabled),
+                installed=sorted(self.installed),
             )
         raise UnknownProfile(
             f"no installed profile has vp_id {vp_id!r}; {listing}",
-            vp_id=vp_id, enabled=list(self.enabled), installed=sorted(self.installed),
+            vp_id=vp_id,
+            enabled=list(self.enabled),
+            installed=sorted(self.installed),
         )
 
     def policy(self, profile: Profile) -> guard.GuardPolicy:
         if profile.vp_id not in self._policies:
-            extra_protected = [p for roots in self.pm.hook.ua_vp_protected_roots(profile=profile, settings=self.settings) for p in roots]
-            extra_allowed = [p for roots in self.pm.hook.ua_vp_allowed_roots(profile=profile, settings=self.settings) for p in roots]
+            extra_protected = [
+                p
+                for roots in self.pm.hook.ua_vp_protected_roots(profile=profile, settings=self.settings)
+                for p in roots
+            ]
+            extra_allowed = [
+                p for roots in self.pm.hook.ua_vp_allowed_roots(profile=profile, settings=self.settings) for p in roots
+            ]
             self._policies[profile.vp_id] = guard.build_policy(
                 profile, self.settings, extra_protected=extra_protected, extra_allowed=extra_allowed
             )
@@ -138,7 +148,8 @@ def load_registry(
                 raise PluginError(
                     f"vp_id {profile.vp_id!r} is provided by two plugins: {providers[profile.vp_id]!r} and "
                     f"{plugin_name!r}; uninstall one of them",
-                    vp_id=profile.vp_id, plugins=[providers[profile.vp_id], plugin_name],
+                    vp_id=profile.vp_id,
+                    plugins=[providers[profile.vp_id], plugin_name],
                 )
             installed[profile.vp_id] = profile
             providers[profile.vp_id] = plugin_name
@@ -148,7 +159,8 @@ def load_registry(
         for name, factory in (impl.function() or {}).items():
             if name in runtimes:
                 raise PluginError(
-                    f"client runtime {name!r} is provided by two plugins: {runtime_owner[name]!r} and {impl.plugin_name!r}"
+                    f"client runtime {name!r} is provided by two plugins: "
+                    f"{runtime_owner[name]!r} and {impl.plugin_name!r}"
                 )
             runtimes[name] = factory
             runtime_owner[name] = impl.plugin_name
@@ -158,8 +170,10 @@ def load_registry(
         if missing:
             raise PluginError(
                 f"UA_VP_ENABLED_IDS names {', '.join(missing)}, which no installed plugin provides; "
-                f"installed: {', '.join(sorted(installed)) or 'none'} (pip install the profile's package, e.g. ua-vp-coder)",
-                missing=missing, installed=sorted(installed),
+                f"installed: {', '.join(sorted(installed)) or 'none'} "
+                "(pip install the profile's package, e.g. ua-vp-coder)",
+                missing=missing,
+                installed=sorted(installed),
             )
         for profile in registry.enabled.values():
             registry.policy(profile)

@@ -1,0 +1,403 @@
+"""The generic worker: claim -> run with heartbeats -> finalize, for one profile.
+
+The same :class:`Worker` runs as ``ua-vp worker --profile VP_ID`` (one process,
+any number of them on any number of machines) and inside ``ua-vp serve`` as the
+in-process lane (:class:`InProcessLane`).
+
+Correctness never depends on LISTEN/NOTIFY: a worker that only polls is correct,
+NOTIFY just makes it sooner. The database decides who runs what; a worker that
+lost its lease stops and writes nothing more (the store's fencing refuses it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import structlog
+from sqlalchemy.exc import DBAPIError
+from tenacity import AsyncRetrying, retry_if_exception, wait_exponential_jitter
+
+from ua_vp.config import Settings
+from ua_vp.errors import GuardViolation, UaVpError
+from ua_vp.missions import Mission, Status
+from ua_vp.plugins import Registry
+from ua_vp.profiles import MissionContext, Profile
+from ua_vp.store import MissionStore
+from ua_vp.store.store import NOTIFY_CHANNEL
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+
+PROGRESS_FLUSH_SECONDS = 0.5
+# Per flush window: a chatty agent cannot turn the events table into its log file.
+PROGRESS_MAX_PER_FLUSH = 50
+
+
+def _is_transient(exc: BaseException) -> bool:
+    # Lost connections, restarts, failovers, SQLite busy: all DBAPIErrors that
+    # a retry on a fresh connection can fix. Integrity or programming errors
+    # would fail again, so they are not retried.
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    return isinstance(exc, DBAPIError) and not isinstance(exc, IntegrityError | ProgrammingError)
+
+
+def _log_retry(state: Any) -> None:
+    log.warning(
+        "database_unavailable_retrying", attempt=state.attempt_number, error=str(state.outcome.exception())[:200]
+    )
+
+
+# One named policy for every database call of a worker: back off up to 5 s and
+# keep trying; a worker outlives a database restart instead of dying with it.
+DB_RETRY = {
+    "retry": retry_if_exception(_is_transient),
+    "wait": wait_exponential_jitter(initial=0.1, max=5.0),
+    "before_sleep": _log_retry,
+    "reraise": True,
+}
+
+
+class Stop(Exception):
+    """Why a running mission's execution was cancelled."""
+
+
+@dataclass
+class Running:
+    mission: Mission
+    task: asyncio.Task[None] = field(init=False)
+    stop_reason: str | None = None
+    """Set before the execution is cancelled: cancelled | lease_lost | budget_exceeded | shutdown."""
+    progress: list[dict[str, Any]] = field(default_factory=list)
+    dropped: int = 0
+
+
+@dataclass
+class Worker:
+    settings: Settings
+    store: MissionStore
+    registry: Registry
+    profile: Profile
+    concurrency: int = 1
+    lane: str = "external"
+    worker_id: str = ""
+    poll_interval: float | None = None
+    heartbeat_interval: float | None = None
+    running: dict[str, Running] = field(default_factory=dict)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _stopping: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        if not self.worker_id:
+            self.worker_id = f"{self.profile.vp_id}@{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.poll_interval = self.poll_interval or self.settings.poll_interval_seconds
+        self.heartbeat_interval = self.heartbeat_interval or self.store.lease_ttl.total_seconds() / 3
+        self.executor = self.registry.executor(self.profile)
+        self.log = log.bind(vp_id=self.profile.vp_id, worker_id=self.worker_id)
+
+    # -- plumbing ----------------------------------------------------------------------
+    async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a blocking store call off the event loop, retried while the database is away."""
+        async for attempt in AsyncRetrying(**DB_RETRY):  # type: ignore[arg-type]
+            with attempt:
+                return await asyncio.to_thread(fn, *args, **kwargs)
+        raise AssertionError("unreachable")
+
+    def wake(self) -> None:
+        """New work may be waiting (NOTIFY, or the in-process gateway's doorbell)."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Stop claiming; :meth:`run` drains and returns."""
+        self._stopping.set()
+        self._wake.set()
+
+    # -- main loop ------------------------------------------------------------------------
+    async def run(self, *, once: bool = False) -> None:
+        """Serve missions until :meth:`stop` (or, with ``once``, until the queue is empty)."""
+        await self._db(
+            self.store.register_session,
+            worker_id=self.worker_id,
+            vp_id=self.profile.vp_id,
+            capacity=self.concurrency,
+            lane=self.lane,
+        )
+        self.log.info("worker_started", lane=self.lane, capacity=self.concurrency, runtime=self.profile.runtime)
+        listener = asyncio.create_task(self._listen()) if self.store.is_postgres and not once else None
+        try:
+            await self._loop(once)
+            await self._drain()
+        finally:
+            if listener:
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listener
+            await self._db(self.store.touch_session, self.worker_id, status="stopped", active_missions=0)
+            self.log.info("worker_stopped")
+
+    async def _loop(self, once: bool) -> None:
+        assert self.poll_interval is not None
+        next_reap = next_touch = 0.0
+        last_state = ""
+        while not self._stopping.is_set():
+            self._wake.clear()
+            now = time.monotonic()
+            # Reaping and the session row are housekeeping: at most once per poll
+            # interval, never once per mission on the hot path.
+            if now >= next_reap:
+                await self._db(self.store.reap)
+                next_reap = now + self.poll_interval
+            free = self.concurrency - len(self.running)
+            claimed = await self._db(self.store.claim, self.profile.vp_id, self.worker_id, free) if free > 0 else []
+            for mission in claimed:
+                self._start(mission)
+            state = "busy" if self.running else "idle"
+            if state != last_state or now >= next_touch:
+                await self._db(
+                    self.store.touch_session, self.worker_id, status=state, active_missions=len(self.running)
+                )
+                last_state, next_touch = state, now + self.poll_interval
+            if once and not claimed and not self.running:
+                return
+            if claimed and len(self.running) < self.concurrency:
+                continue  # more may be waiting: claim again before sleeping
+            await self._sleep()
+
+    async def _sleep(self) -> None:
+        """Until woken, a slot frees up, or the poll interval passes."""
+        waiters = [asyncio.ensure_future(self._wake.wait())]
+        waiters += [asyncio.ensure_future(asyncio.shield(r.task)) for r in self.running.values()]
+        try:
+            await asyncio.wait(waiters, timeout=self.poll_interval, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waiters:
+                w.cancel()
+
+    async def _drain(self) -> None:
+        if not self.running:
+            return
+        grace = self.settings.shutdown_grace_seconds
+        self.log.info("worker_draining", running=len(self.running), grace_seconds=grace)
+        with contextlib.suppress(Exception):
+            await self._db(
+                self.store.touch_session, self.worker_id, status="draining", active_missions=len(self.running)
+            )
+        tasks = [r.task for r in self.running.values()]
+        _, pending = await asyncio.wait(tasks, timeout=grace)
+        for r in list(self.running.values()):
+            if r.task in pending:
+                self._interrupt(r, "shutdown")
+        if pending:
+            await asyncio.wait(pending)
+
+    # -- one mission ----------------------------------------------------------------------
+    def _start(self, mission: Mission) -> None:
+        run = self.running[mission.mission_id] = Running(mission)
+        # The task starts on the next loop turn, after run.task is set.
+        run.task = asyncio.create_task(self._run_mission(run), name=f"mission:{mission.mission_id}")
+        run.task.add_done_callback(lambda _t: self.running.pop(mission.mission_id, None))
+
+    def _interrupt(self, run: Running, reason: str) -> None:
+        if run.stop_reason is None:
+            run.stop_reason = reason
+            run.task.cancel()
+
+    async def _run_mission(self, run: Running) -> None:
+        mission = run.mission
+        mlog = self.log.bind(mission_id=mission.mission_id, attempt=mission.attempt)
+        token = mission.lease_token or ""
+        mlog.info("mission_started")
+        supervisor = asyncio.create_task(self._supervise(run, token))
+        status, result, error = Status.FAILED, None, None
+        try:
+            result, error, status = await self._execute(run, mlog)
+        except asyncio.CancelledError:
+            reason = run.stop_reason
+            if reason == "cancelled":
+                status, error = Status.CANCELLED, {"code": "cancelled", "message": "cancelled on request"}
+            elif reason == "budget_exceeded":
+                limit = mission.budget.get("max_seconds")
+                status, error = (
+                    Status.FAILED,
+                    {"code": "budget_exceeded", "message": f"budget.max_seconds={limit} ran out"},
+                )
+            elif reason == "shutdown":
+                # Give it back now rather than make it wait out its lease.
+                await self._db(self.store.release, mission.mission_id, token, reason="worker_shutdown")
+                mlog.warning("mission_released", reason=reason)
+                return
+            elif reason == "lease_lost":
+                mlog.warning("mission_abandoned_lease_lost")  # someone else owns it now
+                return
+            else:
+                raise
+        finally:
+            supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await supervisor
+        await self._flush(run, token)
+        done = await self._db(self.store.finalize, mission.mission_id, token, status, result=result, error=error)
+        if done is None:
+            mlog.warning("finalize_refused_lease_lost", status=status.value)
+        else:
+            mlog.info("mission_finished", status=status.value, error_code=(error or {}).get("code"))
+
+    async def _execute(self, run: Running, mlog: Any) -> tuple[dict[str, Any] | None, dict[str, Any] | None, Status]:
+        mission = run.mission
+        workspace = self.profile.workspace_root / mission.mission_id
+        try:
+            # Worker-time guard: the filesystem may have changed since dispatch
+            # (a symlink planted into a protected root, say).
+            await asyncio.to_thread(workspace.mkdir, parents=True, exist_ok=True)
+            self.registry.check_mission(mission, "worker", workspace=workspace)
+            max_seconds = mission.budget.get("max_seconds")
+            deadline = time.monotonic() + float(max_seconds) if max_seconds else None
+
+            def emit(kind: str, payload: dict[str, Any]) -> None:
+                if len(run.progress) < PROGRESS_MAX_PER_FLUSH:
+                    run.progress.append({"kind": kind, **payload})
+                else:
+                    run.dropped += 1
+
+            ctx = MissionContext(
+                mission=mission,
+                profile=self.profile,
+                settings=self.settings,
+                workspace=workspace,
+                deadline=deadline,
+                emit=emit,
+                log=mlog,
+            )
+            outcome = await self.executor.execute(mission, ctx)
+            return outcome.to_json(self.profile.runtime), None, Status.COMPLETED
+        except asyncio.CancelledError:
+            raise
+        except GuardViolation as exc:
+            mlog.warning("mission_refused_by_guard", **exc.details)
+            return None, exc.as_dict(), Status.FAILED
+        except UaVpError as exc:
+            mlog.warning("mission_failed", code=exc.code, error=exc.message)
+            return None, {"code": exc.code, "message": exc.message, "details": exc.details}, Status.FAILED
+        except Exception as exc:  # an executor bug must end the mission, never strand it
+            mlog.exception("executor_crashed")
+            return None, {"code": "executor_error", "message": f"{type(exc).__name__}: {exc}"}, Status.FAILED
+
+    async def _supervise(self, run: Running, token: str) -> None:
+        """Heartbeat every TTL/3, flush progress, enforce the time budget."""
+        assert self.heartbeat_interval is not None
+        max_seconds = run.mission.budget.get("max_seconds")
+        deadline = time.monotonic() + float(max_seconds) if max_seconds else None
+        next_beat = time.monotonic() + self.heartbeat_interval
+        while True:
+            now = time.monotonic()
+            wake_at = min(next_beat, now + PROGRESS_FLUSH_SECONDS, deadline or float("inf"))
+            await asyncio.sleep(max(0.0, wake_at - now))
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                self._interrupt(run, "budget_exceeded")
+                return
+            if (run.progress or run.dropped) and not await self._flush(run, token):
+                self._interrupt(run, "lease_lost")
+                return
+            if now >= next_beat:
+                beat = await self._db(self.store.heartbeat, run.mission.mission_id, token)
+                next_beat = time.monotonic() + self.heartbeat_interval
+                if not beat.lease_held:
+                    self._interrupt(run, "lease_lost")
+                    return
+                if beat.cancel_requested:
+                    self._interrupt(run, "cancelled")
+                    return
+
+    async def _flush(self, run: Running, token: str) -> bool:
+        batch, run.progress = run.progress, []
+        if run.dropped:
+            batch.append({"kind": "progress_dropped", "count": run.dropped})
+            run.dropped = 0
+        if not batch:
+            return True
+        return await self._db(self.store.add_progress, run.mission.mission_id, token, batch)
+
+    # -- LISTEN ---------------------------------------------------------------------------
+    async def _listen(self) -> None:
+        """Wake on NOTIFY; reconnect forever. Its own connection: psycopg's notifies()
+        holds the connection lock while it waits, so sharing it would stall claims."""
+        import psycopg
+
+        url = self.store.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception(lambda e: isinstance(e, psycopg.Error)),
+            wait=wait_exponential_jitter(initial=0.2, max=5.0),
+        ):
+            with attempt:
+                async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+                    await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    # Anything queued while we were not listening is caught now.
+                    self.wake()
+                    async for note in conn.notifies():
+                        self._on_notify(note.payload)
+
+    def _on_notify(self, payload: str) -> None:
+        kind, _, rest = payload.partition(":")
+        vp_id, _, mission_id = rest.rpartition(":")
+        if vp_id != self.profile.vp_id:
+            return
+        if kind == "queued":
+            self.wake()
+        elif kind == "cancel" and mission_id in self.running:
+            self._interrupt(self.running[mission_id], "cancelled")
+
+
+@dataclass
+class InProcessLane:
+    """The server's own workers: one :class:`Worker` per enabled profile, in its event loop."""
+
+    settings: Settings
+    store: MissionStore
+    registry: Registry
+    workers: dict[str, Worker] = field(default_factory=dict)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def start(self) -> None:
+        for profile in self.registry.enabled.values():
+            worker = Worker(
+                settings=self.settings,
+                store=self.store,
+                registry=self.registry,
+                profile=profile,
+                concurrency=self.settings.max_concurrent_missions,
+                lane="in_process",
+            )
+            self.workers[profile.vp_id] = worker
+            self.tasks.append(asyncio.create_task(worker.run(), name=f"lane:{profile.vp_id}"))
+
+    def wake(self, vp_id: str) -> None:
+        # Called from the gateway, which may run in a worker thread.
+        worker = self.workers.get(vp_id)
+        if worker is not None:
+            loop = self.tasks[0].get_loop() if self.tasks else None
+            if loop is not None:
+                loop.call_soon_threadsafe(worker.wake)
+
+    async def stop(self) -> None:
+        for worker in self.workers.values():
+            worker.stop()
+        if self.tasks:
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+async def run_worker_process(worker: Worker, *, once: bool = False) -> None:
+    """``ua-vp worker``: SIGTERM/SIGINT stop claiming and drain; a second one is not needed."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, worker.stop)
+    await worker.run(once=once)
