@@ -83,8 +83,7 @@ def parse_statuses(raw: str | list[str] | None) -> list[Status] | None:
     bad = [n for n in names if n not in allowed]
     if bad:
         raise InvalidRequest(
-            f"unknown status {', '.join(map(repr, bad))}; use 'all' or a comma list of "
-            f"{', '.join(allowed)}",
+            f"unknown status {', '.join(map(repr, bad))}; use 'all' or a comma list of {', '.join(allowed)}",
             field="status",
         )
     return [Status(n) for n in names]
@@ -144,7 +143,9 @@ class MissionSpec:
             raise InvalidRequest("vp_id must be a non-empty string such as 'vp.general.primary'", field="vp_id")
         objective = kwargs.get("objective")
         if not isinstance(objective, str) or not objective.strip():
-            raise InvalidRequest("objective must be a non-empty string saying what the mission should do", field="objective")
+            raise InvalidRequest(
+                "objective must be a non-empty string saying what the mission should do", field="objective"
+            )
         if len(objective) > MAX_OBJECTIVE_CHARS:
             raise InvalidRequest(f"objective is longer than {MAX_OBJECTIVE_CHARS} characters", field="objective")
         mission_type = kwargs.get("mission_type") or "task"

@@ -113,5 +113,6 @@ def ensure_migrated(engine: Engine, *, auto_upgrade: bool) -> None:
     state = "has no ua-vp tables" if current is None else f"is at schema revision {current}, not {head_revision()}"
     raise DatabaseNotMigrated(
         f"the database {where} {state}; run `ua-vp db upgrade` (with the same UA_VP_DATABASE_URL) first",
-        current=current, head=head_revision(),
+        current=current,
+        head=head_revision(),
     )

@@ -298,10 +298,7 @@ class MissionStore:
             )
             self._write_events(
                 conn,
-                [
-                    self._event_row(m, Event.STARTED, {"worker_id": worker_id, "attempt": m.attempt})
-                    for m in claimed
-                ],
+                [self._event_row(m, Event.STARTED, {"worker_id": worker_id, "attempt": m.attempt}) for m in claimed],
             )
         return claimed
 
@@ -439,16 +436,23 @@ class MissionStore:
                 return None
             mission = _mission(row)
             if mission.status is Status.QUEUED:
-                self._write_events(conn, [self._event_row(mission, Event.RETRIED, {"reason": reason, "attempt": mission.attempt})])
+                self._write_events(
+                    conn, [self._event_row(mission, Event.RETRIED, {"reason": reason, "attempt": mission.attempt})]
+                )
                 self._notify(conn, "queued", mission.vp_id, mission.mission_id)
                 return mission
             error = {"code": reason, "message": f"released by its worker ({reason}) with no attempts left"}
             mission = _mission(
                 conn.execute(
-                    update(missions).where(missions.c.mission_id == mission_id).values(error=error).returning(*missions.c)
+                    update(missions)
+                    .where(missions.c.mission_id == mission_id)
+                    .values(error=error)
+                    .returning(*missions.c)
                 ).one()
             )
-            self._write_events(conn, [self._event_row(mission, Event.FAILED, {"error": error, "attempt": mission.attempt})])
+            self._write_events(
+                conn, [self._event_row(mission, Event.FAILED, {"error": error, "attempt": mission.attempt})]
+            )
             return mission
 
     def add_progress(self, mission_id: str, lease_token: str, payloads: Iterable[dict[str, Any]]) -> bool:
@@ -531,7 +535,9 @@ class MissionStore:
                         "message": f"the worker's lease expired on attempt {m.attempt} of {m.max_attempts}",
                     }
                 final = conn.execute(
-                    update(missions).where(missions.c.mission_id == m.mission_id).values(error=error)
+                    update(missions)
+                    .where(missions.c.mission_id == m.mission_id)
+                    .values(error=error)
                     .returning(*missions.c)
                 ).one()
                 out.append(_mission(final))
