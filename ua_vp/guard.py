@@ -1,0 +1,251 @@
+"""The path guard: the only module that decides whether a mission may name a path.
+
+Which constraint values are paths
+    Nested dicts and lists are walked. A string is a path when its key, or the key of
+    the list holding it, is path-like (:data:`PATH_KEYS`, or ending in one of
+    :data:`PATH_SUFFIXES`; case and ``-``/``_`` do not matter), or when it looks like a
+    path wherever it is (starts with ``/``, ``~``, ``./``, ``../``, or is ``.``/``..``).
+    Numbers, booleans and null under path keys are ignored; any other non-string there
+    (bytes, objects) is refused as ``invalid_path``, as are empty strings, null bytes
+    and names the filesystem cannot encode.
+
+Resolution
+    ``~`` is expanded, a relative path is joined to the mission workspace (at dispatch,
+    before it exists: ``<workspace root>/_dispatch_``), then ``os.path.realpath``
+    follows every symlink that exists. Trailing slashes vanish on the way.
+
+Rules, in this order
+    ``protected_root`` (only profiles with ``hard_block``): the nearest root that
+    contains the path is a protected one. An allowed root nested inside a protected
+    one wins below it (the default workspaces under the state dir); a protected root
+    nested inside an allowed one wins below it; on a tie the protected root wins.
+    ``outside_allowed_roots`` (every profile): no allowed root contains the path.
+
+"Contains" compares realpath strings (NFC-normalised on both sides for protected
+roots, so a unicode look-alike counts as the root) and also the ``(st_dev, st_ino)``
+of every existing ancestor, so an alias the strings miss (a bind mount, a case- or
+unicode-folding filesystem, a root moved and replaced by a symlink since start-up)
+is still recognised as the same directory.
+
+The guard judges paths as they are when called, which is why the worker calls it
+again just before execution.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tomllib
+import unicodedata
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ua_vp.errors import ConfigError, GuardViolation
+
+if TYPE_CHECKING:
+    from ua_vp.config import Settings
+    from ua_vp.profiles import Profile
+
+PATH_KEYS = frozenset(
+    {"path", "paths", "file", "files", "dir", "dirs", "directory", "root", "repo", "repo_path", "cwd", "workspace"}
+    | {"target", "output"}
+)
+PATH_SUFFIXES = ("_path", "_paths", "_dir", "_dirs", "_file", "_files", "_root", "_roots")
+PATH_PREFIXES = ("/", "~", "./", "../")
+DISPATCH_DIR = "_dispatch_"
+"""Relative paths checked at dispatch resolve under ``<workspace root>/_dispatch_``."""
+
+
+@dataclass(frozen=True)
+class GuardPolicy:
+    """What one profile's missions may name; built once per profile at start-up."""
+
+    vp_id: str
+    protected: tuple[Path, ...]
+    """Realpath'd roots that missions of a ``hard_block`` profile may never reach."""
+    allowed: tuple[Path, ...]
+    """Realpath'd roots every mission path must be under: workspace root, handoff root, plugin extras."""
+    hard_block: bool
+    workspace_root: Path | None = None
+    """The profile's workspace root; None means the first allowed root."""
+
+
+def host_protected_roots(settings: Settings) -> list[Path]:
+    """The host's own roots: the ``ua_vp`` package, the state dir, any ua-vp checkout
+    above the package or the working directory, and ``UA_VP_PROTECTED_ROOTS``."""
+    package = Path(__file__).resolve().parent
+    starts = [package]
+    with contextlib.suppress(OSError):  # a removed working directory leaves the package walk
+        starts.append(Path.cwd())
+    checkouts = [folder for start in starts for folder in (start, *start.parents) if _is_checkout(folder)]
+    return list(_unique([package, settings.state_dir, *checkouts, *settings.protected_roots]))
+
+
+def build_policy(
+    profile: Profile, settings: Settings, *, extra_protected: list[Path], extra_allowed: list[Path]
+) -> GuardPolicy:
+    """The policy for ``profile``; a :class:`ConfigError` when an allowed root lies inside a protected one."""
+    protected = _unique([*host_protected_roots(settings), *extra_protected])
+    candidates: list[tuple[str, Path]] = [(f"the workspace root of {profile.vp_id}", profile.workspace_root)]
+    if settings.handoff_root is not None:
+        candidates.append(("UA_VP_HANDOFF_ROOT", settings.handoff_root))
+    candidates += [("an allowed root from a ua_vp_allowed_roots hook", Path(p)) for p in extra_allowed]
+    for index, (name, given) in enumerate(candidates):
+        root = _real(given)
+        hit = _nearest(root, protected, fold=True)
+        if hit is None or (index == 0 and _carved_out(root, hit[0], settings)):
+            continue
+        shown = repr(str(given)) + (f" (resolves to {str(root)!r})" if str(given) != str(root) else "")
+        raise ConfigError(
+            f"{name} {shown} is inside protected root {str(hit[1])!r}: missions may not be handed the host's "
+            "own repo or runtime roots; choose a folder outside them"
+            + (" (or leave the workspace root unset for the default under the state dir)" if index == 0 else ""),
+            variable=name,
+            path=str(given),
+            protected_root=str(hit[1]),
+        )
+    allowed = _unique(given for _, given in candidates)
+    return GuardPolicy(profile.vp_id, protected, allowed, profile.hard_block, workspace_root=allowed[0])
+
+
+def check_constraints(policy: GuardPolicy, constraints: dict[str, Any], *, base: Path | None) -> None:
+    """Raise :class:`GuardViolation` for the first path in ``constraints`` that breaks a rule.
+
+    ``base`` is the mission workspace relative paths resolve against; None at dispatch.
+    """
+    if base is None:
+        workspace = policy.workspace_root or (policy.allowed[0] if policy.allowed else Path(os.sep))
+        base = workspace / DISPATCH_DIR
+    for key, given in _walk(constraints):
+        resolved = _resolve(key, given, base)
+        shown = f"{key} {given!r} resolves to {str(resolved)!r}"
+        details = {"path": given, "resolved": str(resolved), "key": key}
+        protected = _nearest(resolved, policy.protected, fold=True)
+        allowed = _nearest(resolved, policy.allowed, fold=False)
+        if policy.hard_block and protected and (allowed is None or protected[0] <= allowed[0]):
+            raise GuardViolation(
+                f"{shown}, inside protected root {str(protected[1])!r} (rule protected_root: {policy.vp_id} may "
+                "not touch the host's own repo or runtime roots; set UA_VP_HANDOFF_ROOT for hand-offs)",
+                rule="protected_root",
+                root=str(protected[1]),
+                **details,
+            )
+        if allowed is None:
+            roots = ", ".join(repr(str(r)) for r in policy.allowed) or "none"
+            raise GuardViolation(
+                f"{shown}, outside every allowed root ({roots}) (rule outside_allowed_roots: {policy.vp_id} "
+                "missions may only use their workspace root, UA_VP_HANDOFF_ROOT or a plugin's allowed roots)",
+                rule="outside_allowed_roots",
+                **details,
+            )
+
+
+def mission_paths(constraints: dict[str, Any]) -> list[tuple[str, str]]:
+    """``(key-path, value)`` of every path-like string in ``constraints``, in document order."""
+    return [(key, value) for key, value in _walk(constraints) if isinstance(value, str)]
+
+
+def _walk(constraints: Any) -> Iterator[tuple[str, Any]]:
+    # Iterative, with a seen-set: hostile nesting depth or a cyclic dict must not crash the guard.
+    stack: list[tuple[str, Any, bool]] = [("constraints", constraints, False)]
+    seen: set[int] = set()
+    while stack:
+        key, value, path_key = stack.pop()
+        if isinstance(value, dict | list | tuple):
+            if id(value) in seen:
+                continue
+            seen.add(id(value))
+            if isinstance(value, dict):
+                children = [(f"{key}.{k}", v, _is_path_key(str(k))) for k, v in value.items()]
+            else:
+                children = [(f"{key}[{i}]", v, path_key) for i, v in enumerate(value)]
+            stack.extend(reversed(children))
+            continue
+        if isinstance(value, os.PathLike):
+            value = os.fspath(value)
+        if isinstance(value, str):
+            if path_key or value in (".", "..") or value.startswith(PATH_PREFIXES):
+                yield key, value
+        elif path_key and not isinstance(value, int | float | None):
+            yield key, value
+
+
+def _is_path_key(key: str) -> bool:
+    key = key.lower().replace("-", "_")
+    return key in PATH_KEYS or key.endswith(PATH_SUFFIXES)
+
+
+def _resolve(key: str, given: Any, base: Path) -> Path:
+    if not isinstance(given, str):
+        problem = f"it is a {type(given).__name__}, not a string"
+    elif not given:
+        problem = "it is empty"
+    elif "\x00" in given:
+        problem = "it contains a null byte"
+    else:
+        try:
+            return Path(os.path.realpath(os.path.join(base, os.path.expanduser(given))))
+        except (OSError, ValueError) as exc:  # UnicodeEncodeError on lone surrogates is a ValueError
+            problem = f"it cannot be resolved ({exc})"
+    raise GuardViolation(
+        f"{key} {given!r} is not a usable path: {problem} (rule invalid_path)",
+        path=given if isinstance(given, str) else repr(given),
+        resolved=None,
+        rule="invalid_path",
+        key=key,
+    )
+
+
+def _nearest(path: Path, roots: Iterable[Path], *, fold: bool) -> tuple[int, Path] | None:
+    """Depth (0 = ``path`` itself) and root of the nearest ancestor of ``path`` that is one of ``roots``."""
+    name: Callable[[Path], str] = (lambda p: unicodedata.normalize("NFC", str(p))) if fold else str
+    roots = list(roots)
+    by_name = {name(root): root for root in roots}
+    by_identity = {ident: root for root in roots if (ident := _identity(root)) is not None}
+    for depth, ancestor in enumerate((path, *path.parents)):
+        root = by_name.get(name(ancestor))
+        if root is None and by_identity and (ident := _identity(ancestor)) is not None:
+            root = by_identity.get(ident)
+        if root is not None:
+            return depth, root
+    return None
+
+
+def _carved_out(workspace: Path, protected_depth: int, settings: Settings) -> bool:
+    # The host keeps default workspaces in <state_dir>/workspaces/: allowed only strictly
+    # below that folder, and only when no protected root sits between it and the workspace.
+    under = _nearest(workspace, [_real(settings.state_dir / "workspaces")], fold=False)
+    return under is not None and 0 < under[0] < protected_depth
+
+
+def _is_checkout(folder: Path) -> bool:
+    try:
+        if (folder / ".git").exists() and (folder / "ua_vp").is_dir():
+            return True
+        pyproject = folder / "pyproject.toml"
+        if not pyproject.is_file():
+            return False
+        project = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("project")
+    except (OSError, ValueError):  # unreadable or not TOML: not ours to protect
+        return False
+    name = project.get("name") if isinstance(project, dict) else None
+    return isinstance(name, str) and re.sub(r"[-_.]+", "-", name).lower() == "ua-vp"
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _real(path: Path | str) -> Path:
+    return Path(os.path.realpath(os.path.expanduser(path)))
+
+
+def _unique(paths: Iterable[Path | str]) -> tuple[Path, ...]:
+    return tuple(dict.fromkeys(_real(p) for p in paths))
