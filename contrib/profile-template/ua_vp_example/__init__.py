@@ -1,0 +1,1 @@
+"""An example ua-vp profile: ``vp.example.echo``."""

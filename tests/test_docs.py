@@ -1,0 +1,28 @@
+"""Cheap guards that the docs keep up with the code."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from pathlib import Path
+
+from ua_vp import hookspecs
+from ua_vp.config import ENV_PREFIX, Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_setting_is_in_env_sample_and_readme() -> None:
+    sample = (ROOT / ".env.sample").read_text()
+    readme = (ROOT / "README.md").read_text()
+    for name in Settings.model_fields:
+        variable = ENV_PREFIX + name.upper()
+        assert re.search(rf"^{variable}=", sample, re.M), f"{variable} missing from .env.sample"
+        assert variable in readme, f"{variable} missing from README.md"
+
+
+def test_every_hook_is_documented_where_it_is_declared() -> None:
+    hooks = [f for name, f in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("ua_vp_")]
+    assert len(hooks) >= 7
+    for hook in hooks:
+        assert hook.__doc__ and len(hook.__doc__.strip()) > 40, f"{hook.__name__} needs a docstring"
