@@ -45,9 +45,7 @@ def _assert_exactly_once(store: MissionStore, ran: list[str], n: int) -> None:
     finished = store.list_missions(statuses=[Status.COMPLETED], limit=500)
     assert all(m.attempt == 1 for m in finished)
     with store.engine.connect() as conn:
-        started = conn.execute(
-            events.select().where(events.c.event_type == "vp.mission.started")
-        ).fetchall()
+        started = conn.execute(events.select().where(events.c.event_type == "vp.mission.started")).fetchall()
     assert len(started) == n
 
 

@@ -24,7 +24,11 @@ def test_enqueue_writes_a_queued_row_and_its_dispatched_event(store: MissionStor
     assert enq.created
     m = store.get(enq.mission.mission_id)
     assert (m.status, m.attempt, m.priority, m.constraints, m.budget) == (
-        Status.QUEUED, 0, 5, {"repo": "x"}, {"max_seconds": 30}
+        Status.QUEUED,
+        0,
+        5,
+        {"repo": "x"},
+        {"max_seconds": 30},
     )
     assert m.created_at is not None and m.created_at.tzinfo is not None
     assert event_types(store, m.mission_id) == ["dispatched"]
@@ -185,7 +189,10 @@ def test_a_stale_worker_is_fenced_out_after_reap_and_reclaim(short_lease_store: 
     assert old.lease_token != new.lease_token
 
     assert store.heartbeat(m.mission_id, old.lease_token or "").lease_held is False
-    assert store.finalize(m.mission_id, old.lease_token or "", Status.FAILED, error={"code": "x", "message": "late"}) is None
+    assert (
+        store.finalize(m.mission_id, old.lease_token or "", Status.FAILED, error={"code": "x", "message": "late"})
+        is None
+    )
     assert not store.add_progress(m.mission_id, old.lease_token or "", [{"kind": "late"}])
     current = store.get(m.mission_id)
     assert (current.status, current.worker_id, current.lease_token) == (Status.RUNNING, "new-worker", new.lease_token)
