@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import multiprocessing
-from datetime import UTC, datetime
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import insert
