@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import structlog
 from sqlalchemy.exc import DBAPIError
-from tenacity import AsyncRetrying, retry_if_exception, wait_exponential_jitter
+from tenacity import AsyncRetrying, retry_if_exception, wait_random_exponential
 
 from ua_vp.config import Settings
 from ua_vp.errors import GuardViolation, UaVpError
@@ -61,7 +61,7 @@ def _log_retry(state: Any) -> None:
 # keep trying; a worker outlives a database restart instead of dying with it.
 DB_RETRY = {
     "retry": retry_if_exception(_is_transient),
-    "wait": wait_exponential_jitter(initial=0.1, max=5.0),
+    "wait": wait_random_exponential(multiplier=0.1, max=5.0),
     "before_sleep": _log_retry,
     "reraise": True,
 }
@@ -336,7 +336,7 @@ class Worker:
         url = self.store.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
         async for attempt in AsyncRetrying(
             retry=retry_if_exception(lambda e: isinstance(e, psycopg.Error)),
-            wait=wait_exponential_jitter(initial=0.2, max=5.0),
+            wait=wait_random_exponential(multiplier=0.2, max=5.0),
         ):
             with attempt:
                 async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:

@@ -1,0 +1,116 @@
+"""Profiles are plugins found by entry point; the registry refuses what it cannot serve."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from ua_vp import Profile, hookimpl
+from ua_vp.config import Settings, load_settings
+from ua_vp.errors import PluginError, ProfileDisabled, UnknownProfile
+from ua_vp.plugins import load_registry
+
+
+@pytest.fixture
+def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.chdir(tmp_path)
+    return load_settings(state_dir=tmp_path / "state", enabled_ids=["vp.general.primary"])
+
+
+def run_cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ua_vp.cli", *args],
+        env={**os.environ, "UA_VP_STATE_DIR": str(tmp_path / "state"), **env},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_installed_profiles_are_found_by_entry_point(settings: Settings) -> None:
+    registry = load_registry(settings)
+    assert {"vp.coder.primary", "vp.general.primary", "vp.example.echo"} <= set(registry.installed)
+    assert list(registry.enabled) == ["vp.general.primary"]
+    assert registry.providers["vp.coder.primary"] == "vp_coder"
+    assert registry.installed["vp.coder.primary"].hard_block is True
+    assert {"dry-run", "command", "claude-cli", "codex-cli", "openai"} <= set(registry.runtimes)
+
+
+def test_a_disabled_or_unknown_vp_id_is_refused_naming_what_exists(settings: Settings) -> None:
+    registry = load_registry(settings)
+    with pytest.raises(ProfileDisabled) as disabled:
+        registry.profile("vp.coder.primary")
+    assert "UA_VP_ENABLED_IDS" in disabled.value.message
+    assert "enabled: vp.general.primary" in disabled.value.message
+    with pytest.raises(UnknownProfile) as unknown:
+        registry.profile("vp.nobody")
+    assert "vp.coder.primary" in unknown.value.message and "vp.nobody" in unknown.value.message
+
+
+def test_enabling_an_id_no_plugin_provides_fails_at_start_up(tmp_path: Path) -> None:
+    settings = load_settings(state_dir=tmp_path, enabled_ids=["vp.general.primary", "vp.ghost"])
+    with pytest.raises(PluginError, match=r"UA_VP_ENABLED_IDS names vp.ghost.*installed: .*vp.general.primary"):
+        load_registry(settings)
+
+
+def test_two_plugins_claiming_one_vp_id_is_an_error_naming_both(settings: Settings) -> None:
+    @hookimpl
+    def ua_vp_profiles(settings: Settings) -> list[Profile]:
+        return [Profile(vp_id="vp.general.primary", name="IMPOSTOR", description="", workspace_root=Path("/tmp"))]
+
+    impostor = SimpleNamespace(ua_vp_profiles=ua_vp_profiles, __name__="impostor")
+    with pytest.raises(PluginError) as info:
+        load_registry(settings, extra_plugins=[impostor])
+    assert "vp_general" in info.value.message and "impostor" in info.value.message
+
+
+def test_a_misspelt_hook_fails_loudly(settings: Settings) -> None:
+    @hookimpl
+    def ua_vp_profile(settings: Settings) -> list[Profile]:  # missing "s"
+        return []
+
+    from pluggy import PluginValidationError
+
+    with pytest.raises(PluginValidationError):
+        load_registry(settings, extra_plugins=[SimpleNamespace(ua_vp_profile=ua_vp_profile, __name__="typo")])
+
+
+def test_ua_vp_profiles_lists_installed_and_enabled(tmp_path: Path) -> None:
+    out = run_cli(tmp_path, "--json", "profiles", UA_VP_ENABLED_IDS="vp.coder.primary,vp.example.echo")
+    assert out.returncode == 0, out.stderr
+    rows = {p["vp_id"]: p for p in json.loads(out.stdout)["profiles"]}
+    assert rows["vp.coder.primary"]["enabled"] and rows["vp.coder.primary"]["name"] == "CODIE"
+    assert not rows["vp.general.primary"]["enabled"]
+    assert rows["vp.example.echo"]["plugin"] == "example"
+
+
+def test_the_profile_template_is_found_and_run_by_a_real_worker(tmp_path: Path) -> None:
+    env = {"UA_VP_ENABLED_IDS": "vp.example.echo"}
+    dispatched = run_cli(tmp_path, "--json", "dispatch", "vp.example.echo", "hello from a third party", **env)
+    assert dispatched.returncode == 0, dispatched.stderr
+    mission_id = json.loads(dispatched.stdout)["mission"]["mission_id"]
+    worker = run_cli(tmp_path, "worker", "--profile", "vp.example.echo", "--once", **env)
+    assert worker.returncode == 0, worker.stderr
+    shown = json.loads(run_cli(tmp_path, "--json", "mission", mission_id, **env).stdout)
+    assert shown["mission"]["status"] == "completed"
+    assert shown["mission"]["result"]["summary"] == "echoed: hello from a third party"
+    assert (tmp_path / "state" / "workspaces" / "example" / mission_id / "NOTE.md").exists()
+
+
+def test_cli_errors_are_one_line_with_a_code_and_write_nothing(tmp_path: Path) -> None:
+    bad = run_cli(tmp_path, "dispatch", "vp.coder.primary", "fix it", "--constraints", "{not json")
+    assert bad.returncode == 2 and bad.stderr.startswith("error [invalid_request]: --constraints is not valid JSON")
+    guarded = run_cli(
+        tmp_path, "dispatch", "vp.coder.primary", "fix it", "--constraints", json.dumps({"repo_path": str(tmp_path)})
+    )
+    assert guarded.returncode == 2 and "error [guard_violation]" in guarded.stderr, guarded.stderr
+    assert "Traceback" not in bad.stderr + guarded.stderr
+    listing = run_cli(tmp_path, "--json", "missions")
+    assert json.loads(listing.stdout) == {"missions": []}
