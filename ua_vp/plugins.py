@@ -11,7 +11,7 @@ import importlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pluggy
 import structlog
@@ -143,7 +143,7 @@ def load_registry(
     providers: dict[str, str] = {}
     for impl in pm.hook.ua_vp_profiles.get_hookimpls():
         plugin_name = impl.plugin_name
-        for profile in impl.function(settings=settings) or []:
+        for profile in cast("list[Profile]", impl.function(settings=settings) or []):
             if profile.vp_id in installed:
                 raise PluginError(
                     f"vp_id {profile.vp_id!r} is provided by two plugins: {providers[profile.vp_id]!r} and "
@@ -156,7 +156,7 @@ def load_registry(
     runtimes: dict[str, RuntimeFactory] = {}
     runtime_owner: dict[str, str] = {}
     for impl in pm.hook.ua_vp_client_runtimes.get_hookimpls():
-        for name, factory in (impl.function() or {}).items():
+        for name, factory in cast("dict[str, RuntimeFactory]", impl.function() or {}).items():
             if name in runtimes:
                 raise PluginError(
                     f"client runtime {name!r} is provided by two plugins: "

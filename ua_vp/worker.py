@@ -174,8 +174,8 @@ class Worker:
 
     async def _sleep(self) -> None:
         """Until woken, a slot frees up, or the poll interval passes."""
-        waiters = [asyncio.ensure_future(self._wake.wait())]
-        waiters += [asyncio.ensure_future(asyncio.shield(r.task)) for r in self.running.values()]
+        waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._wake.wait())]
+        waiters += [asyncio.shield(r.task) for r in self.running.values()]
         try:
             await asyncio.wait(waiters, timeout=self.poll_interval, return_when=asyncio.FIRST_COMPLETED)
         finally:
