@@ -33,8 +33,16 @@ class State:
             self._settings = load_settings()
             from ua_vp.logging import configure_logging
 
-            configure_logging(self._settings.log_level, self._settings.log_format)
+            # One-shot commands print their answer; their info logs would only be noise.
+            # `serve` and `worker` log at the configured level (see serve_logging()).
+            level = self._settings.log_level if self._settings.log_level in ("warning", "error") else "warning"
+            configure_logging(level, self._settings.log_format)
         return self._settings
+
+    def serve_logging(self) -> None:
+        from ua_vp.logging import configure_logging
+
+        configure_logging(self.settings.log_level, self.settings.log_format)
 
     def store(self, *, auto_upgrade: bool | None = None) -> MissionStore:
         if self._store is None:
@@ -117,6 +125,10 @@ def db_upgrade(state: State) -> None:
     _emit(state, {"database": where, "revision": revision}, lambda: f"{where} is at revision {revision}")
 
 
+def _event_line(e: dict[str, Any]) -> str:
+    return f"{e['created_at'][11:23]}  {e['event_type']:<28} {json.dumps(e['payload'])[:100]}"
+
+
 @cli.command()
 @click.argument("vp_id")
 @click.argument("objective")
@@ -126,7 +138,9 @@ def db_upgrade(state: State) -> None:
 @click.option("--priority", type=int, default=None, help="0 runs first; default 100.")
 @click.option("--idempotency-key", default=None)
 @click.option("--wait", is_flag=True, help="Wait until the mission ends and print it.")
-@click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds --wait waits.")
+@click.option("--follow", is_flag=True, help="Print events as they arrive until the mission ends.")
+@click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds --wait/--follow wait.")
+@click.option("--api", "api_url", default=None, help="Go through a running server, e.g. http://127.0.0.1:8002.")
 @pass_state
 def dispatch(
     state: State,
@@ -138,32 +152,48 @@ def dispatch(
     priority: int | None,
     idempotency_key: str | None,
     wait: bool,
+    follow: bool,
     timeout: float,
+    api_url: str | None,
 ) -> None:
-    """Queue a mission for VP_ID."""
-    enqueued = state.gateway().dispatch(
-        vp_id=vp_id,
-        objective=objective,
-        mission_type=mission_type,
-        constraints=_json_arg("constraints", constraints),
-        budget=_json_arg("budget", budget),
-        priority=priority,
-        idempotency_key=idempotency_key,
-    )
-    mission = enqueued.mission
-    if wait:
-        from ua_vp.follow import wait_for_end
+    """Queue a mission for VP_ID (directly in the database, or through --api)."""
+    from ua_vp.follow import ApiClient, follow_local
 
-        mission = wait_for_end(state.store(), mission.mission_id, timeout=timeout)
-    public = mission.to_public()
-    verb = "queued" if enqueued.created else "already existed (idempotent replay)"
+    request = {
+        "vp_id": vp_id,
+        "objective": objective,
+        "mission_type": mission_type,
+        "constraints": _json_arg("constraints", constraints),
+        "budget": _json_arg("budget", budget),
+        "priority": priority,
+        "idempotency_key": idempotency_key,
+    }
+    if api_url:
+        client = ApiClient(api_url, state.settings.ops_token.get_secret_value() if state.settings.ops_token else None)
+        answer = client.dispatch(request)
+        mission, created = answer["mission"], answer["created"]
+    else:
+        enqueued = state.gateway().dispatch(**request)
+        mission, created = enqueued.mission.to_public(), enqueued.created
+    mission_id = mission["mission_id"]
+    verb = "queued" if created else "already existed (idempotent replay)"
+    if not state.as_json:
+        click.echo(f"mission {mission_id} {verb} on lane {mission['lane']}")
+    if wait or follow:
+        events = (
+            client.follow(mission_id, timeout=timeout)
+            if api_url
+            else follow_local(state.store(), mission_id, timeout=timeout)
+        )
+        for event in events:
+            if follow and not state.as_json:
+                click.echo(_event_line(event))
+        mission = client.mission(mission_id) if api_url else state.store().get(mission_id).to_public()
+    final = mission["result"] or mission["error"]
     _emit(
         state,
-        {"mission": public, "created": enqueued.created},
-        lambda: (
-            f"mission {mission.mission_id} {verb}: {mission.status.value} on lane {mission.lane}"
-            + (f"\n{json.dumps(mission.result or mission.error, indent=2)}" if mission.status.terminal else "")
-        ),
+        {"mission": mission, "created": created},
+        lambda: f"mission {mission_id}: {mission['status']}" + (f"\n{json.dumps(final, indent=2)}" if final else ""),
     )
 
 
@@ -278,6 +308,7 @@ def worker(state: State, vp_id: str, concurrency: int | None, once: bool) -> Non
     from ua_vp.worker import Worker, run_worker_process
 
     settings = state.settings
+    state.serve_logging()
     registry = load_registry(settings)
     w = Worker(
         settings=settings,
@@ -288,6 +319,17 @@ def worker(state: State, vp_id: str, concurrency: int | None, once: bool) -> Non
     )
     state.store().on_events = registry.notify
     asyncio.run(run_worker_process(w, once=once))
+
+
+@cli.command()
+@click.option("--host", default=None, help="Address to bind; default UA_VP_HOST (127.0.0.1).")
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="Port; default UA_VP_PORT (8002).")
+@pass_state
+def serve(state: State, host: str | None, port: int | None) -> None:
+    """Run the ops API until SIGTERM/SIGINT."""
+    from ua_vp.api.server import run
+
+    run(state.settings, host=host, port=port)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -1,14 +1,22 @@
-"""Waiting on a mission from the outside (``ua-vp dispatch --wait``)."""
+"""Watching a mission from the outside: ``ua-vp dispatch --wait/--follow``, locally
+through the store or remotely through the ops API (``--api URL``)."""
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
 
-from tenacity import Retrying, retry_if_result, stop_after_delay, wait_exponential
+import httpx
 
 from ua_vp.errors import UaVpError
-from ua_vp.missions import Mission
+from ua_vp.missions import FINAL_EVENT
 from ua_vp.store import MissionStore
+
+TERMINAL_EVENTS = frozenset(e.value for e in FINAL_EVENT.values())
+POLL_SECONDS = 0.2
 
 
 class WaitTimedOut(UaVpError):
@@ -16,20 +24,92 @@ class WaitTimedOut(UaVpError):
     http_status = 408
 
 
-def wait_for_end(store: MissionStore, mission_id: str, *, timeout: float) -> Mission:
-    """Poll until the mission is terminal (backing off to 1 s between reads)."""
-    started = time.monotonic()
-    poll = Retrying(
-        retry=retry_if_result(lambda m: not m.status.terminal),
-        wait=wait_exponential(multiplier=0.05, max=1.0),
-        stop=stop_after_delay(timeout),
-        retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
+class ApiError(UaVpError):
+    """An error answered by a ua-vp server, carrying the server's own code."""
+
+    def __init__(self, code: str, message: str, **details: Any) -> None:
+        super().__init__(message, **details)
+        self.code = code
+
+
+def _timed_out(mission_id: str, timeout: float) -> WaitTimedOut:
+    return WaitTimedOut(
+        f"mission {mission_id} did not end within {timeout:.0f} s; is a worker (or `ua-vp serve`) "
+        "running for its vp_id? Follow it later with `ua-vp mission ID`.",
+        mission_id=mission_id,
     )
-    mission: Mission = poll(store.get, mission_id)
-    if not mission.status.terminal:
-        raise WaitTimedOut(
-            f"mission {mission_id} is still {mission.status.value} after {time.monotonic() - started:.0f} s; "
-            "is a worker (or `ua-vp serve`) running for its vp_id?",
-            mission_id=mission_id,
-        )
-    return mission
+
+
+def follow_local(store: MissionStore, mission_id: str, *, timeout: float) -> Iterator[dict[str, Any]]:
+    """Yield the mission's events as they are written, until its terminal event."""
+    deadline = time.monotonic() + timeout
+    after = 0
+    while time.monotonic() < deadline:
+        for event in store.events(mission_id, after_id=after):
+            after = event.id
+            yield event.to_public()
+            if event.event_type in TERMINAL_EVENTS:
+                return
+        time.sleep(POLL_SECONDS)
+    raise _timed_out(mission_id, timeout)
+
+
+@dataclass
+class ApiClient:
+    base_url: str
+    token: str | None = None
+
+    def _headers(self, **extra: str) -> dict[str, str]:
+        return {**({"Authorization": f"Bearer {self.token}"} if self.token else {}), **extra}
+
+    def _check(self, response: httpx.Response) -> dict[str, Any]:
+        try:
+            body: dict[str, Any] = response.json()
+        except ValueError:
+            body = {}
+        if response.is_error:
+            err = body.get("error") or {}
+            raise ApiError(
+                err.get("code", f"http_{response.status_code}"),
+                err.get("message", f"{response.request.url} answered {response.status_code}"),
+                **(err.get("details") or {}),
+            )
+        return body
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            response = httpx.request(method, self.base_url.rstrip("/") + path, headers=self._headers(), **kwargs)
+        except httpx.TransportError as exc:
+            raise ApiError("api_unreachable", f"cannot reach the ua-vp server at {self.base_url}: {exc}") from None
+        return self._check(response)
+
+    def dispatch(self, request: dict[str, Any]) -> dict[str, Any]:
+        body = {k: v for k, v in request.items() if v is not None}
+        return self._request("POST", "/api/v1/ops/vp/missions/dispatch", json=body, timeout=30)
+
+    def mission(self, mission_id: str) -> dict[str, Any]:
+        return self._request("GET", f"/api/v1/ops/vp/missions/{mission_id}", timeout=30)["mission"]  # type: ignore[no-any-return]
+
+    def follow(self, mission_id: str, *, timeout: float) -> Iterator[dict[str, Any]]:
+        """Yield events from the server's Server-Sent Events stream until the terminal one."""
+        url = f"{self.base_url.rstrip('/')}/api/v1/ops/vp/missions/{mission_id}/events"
+        deadline = time.monotonic() + timeout
+        headers = self._headers(Accept="text/event-stream")
+        try:
+            with httpx.stream("GET", url, headers=headers, timeout=httpx.Timeout(timeout, connect=10)) as response:
+                if response.is_error:
+                    response.read()
+                    self._check(response)
+                for line in response.iter_lines():
+                    if line.startswith("data:"):
+                        event: dict[str, Any] = json.loads(line[5:])
+                        yield event
+                        if event.get("event_type") in TERMINAL_EVENTS:
+                            return
+                    if time.monotonic() > deadline:
+                        break
+        except httpx.ReadTimeout:
+            pass
+        except httpx.TransportError as exc:
+            raise ApiError("api_unreachable", f"lost the event stream from {self.base_url}: {exc}") from None
+        raise _timed_out(mission_id, timeout)

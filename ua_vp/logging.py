@@ -25,8 +25,11 @@ def configure_logging(level: str = "info", fmt: Literal["auto", "console", "json
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=True,
+        # Not cached: `serve` and `worker` raise the level after start-up.
+        cache_logger_on_first_use=False,
     )
     # Libraries that use stdlib logging (uvicorn, alembic) go to stderr at the same level.
-    logging.basicConfig(level=level.upper(), stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=level.upper(), stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s", force=True
+    )
     logging.getLogger("alembic").setLevel(logging.WARNING)
