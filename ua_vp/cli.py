@@ -329,6 +329,7 @@ def serve(state: State, host: str | None, port: int | None) -> None:
     """Run the ops API until SIGTERM/SIGINT."""
     from ua_vp.api.server import run
 
+    state.serve_logging()
     run(state.settings, host=host, port=port)
 
 

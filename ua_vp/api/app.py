@@ -1,0 +1,136 @@
+"""The Litestar application factory.
+
+``create_app`` only wires; each concern has its own small ``_configure_*`` step
+(as litestar-fullstack's ``server/core.py`` does it). The store, the plugin
+registry and the gateway are built here once (or passed in by tests) and reach
+handlers through the ``api`` dependency.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+import structlog
+from litestar import Litestar, Router
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityRequirement
+from litestar.types import ControllerRouterHandler, ExceptionHandlersMap, Guard
+
+from ua_vp import __version__
+from ua_vp.api.auth import SCHEME_NAME, SECURITY_SCHEME, bearer_guard
+from ua_vp.api.deps import ApiState, Lane, provide_api
+from ua_vp.api.errors import exception_handlers
+from ua_vp.api.health import HealthController
+from ua_vp.api.missions import MissionController
+from ua_vp.api.ops import DashboardController, MetricsController, SessionController
+from ua_vp.config import Settings
+from ua_vp.dispatch import Gateway, lane_for
+from ua_vp.plugins import Registry, load_registry
+from ua_vp.store import MissionStore, open_store
+
+log = structlog.get_logger(__name__)
+
+Lifespan = Callable[[Litestar], AbstractAsyncContextManager[None]]
+
+
+def create_app(
+    settings: Settings,
+    *,
+    store: MissionStore | None = None,
+    registry: Registry | None = None,
+    lanes: Sequence[Lane] | None = None,
+) -> Litestar:
+    """The ops API. ``lanes`` are started with the app unless external dispatch is on."""
+    api = _build_state(settings, store=store, registry=registry, lanes=lanes)
+    return Litestar(
+        route_handlers=_configure_routes(settings),
+        dependencies={"api": Provide(provide_api, sync_to_thread=False)},
+        state=State({"api": api}),
+        exception_handlers=_configure_exception_handlers(),
+        openapi_config=_configure_openapi(settings),
+        lifespan=[_configure_lifespan(api, owns_store=store is None)],
+        request_max_body_size=settings.max_request_bytes,
+        # structlog (ua_vp.logging) owns logging; Litestar must not reconfigure it.
+        logging_config=None,
+        debug=False,
+    )
+
+
+def _build_state(
+    settings: Settings, *, store: MissionStore | None, registry: Registry | None, lanes: Sequence[Lane] | None
+) -> ApiState:
+    if store is None:
+        # Like the CLI: only the embedded SQLite upgrades itself; a shared database
+        # is migrated on purpose (`ua-vp db upgrade`), and an unmigrated one refuses.
+        store = open_store(
+            settings.sqlalchemy_url, lease_ttl_seconds=settings.lease_ttl_seconds, auto_upgrade=settings.is_embedded
+        )
+    registry = registry or load_registry(settings)
+    gateway = Gateway(settings, store, registry)
+    # External dispatch leaves every mission to `ua-vp worker` processes: no lane runs here.
+    chosen = [] if settings.external_dispatch else list(lanes or [])
+    return ApiState(settings=settings, store=store, registry=registry, gateway=gateway, lanes=chosen)
+
+
+def _configure_routes(settings: Settings) -> list[ControllerRouterHandler]:
+    guards: list[Guard] = []
+    security: list[SecurityRequirement] | None = None
+    if settings.ops_token is not None:
+        guards.append(bearer_guard(settings.ops_token.get_secret_value()))
+        security = [{SCHEME_NAME: []}]
+    protected = Router(
+        path="/api/v1",
+        route_handlers=[MissionController, SessionController, MetricsController, DashboardController],
+        guards=guards,
+        security=security,
+    )
+    return [protected, HealthController]
+
+
+def _configure_exception_handlers() -> ExceptionHandlersMap:
+    return exception_handlers()
+
+
+def _configure_openapi(settings: Settings) -> OpenAPIConfig:
+    components = Components(security_schemes={SCHEME_NAME: SECURITY_SCHEME}) if settings.ops_token else None
+    return OpenAPIConfig(
+        title="ua-vp ops API",
+        version=__version__,
+        description="Dispatch missions to VP agents and watch them run. Errors are "
+        '`{"error": {"code", "message", "details"}}` with a stable `code`.',
+        path="/schema",
+        render_plugins=[SwaggerRenderPlugin()],
+        components=components or [],
+        use_handler_docstrings=False,
+    )
+
+
+def _configure_lifespan(api: ApiState, *, owns_store: bool) -> Lifespan:
+    @asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        started: list[Lane] = []
+        try:
+            for lane in api.lanes:
+                await lane.start()
+                started.append(lane)
+                api.gateway.wake.append(lane.wake)
+            if not api.lanes and not api.settings.external_dispatch:
+                log.warning(
+                    "in_process_lane_missing",
+                    hint="missions wait in the database until a `ua-vp worker` claims them",
+                )
+            log.info("ops_api_started", lane=lane_for(api.settings), lanes=len(started))
+            yield
+        finally:
+            for lane in reversed(started):
+                api.gateway.wake.remove(lane.wake)
+                await lane.stop()
+            if owns_store:
+                api.store.engine.dispose()
+            log.info("ops_api_stopped")
+
+    return lifespan

@@ -1,0 +1,91 @@
+"""What handlers get injected (:class:`ApiState`), and the small checks they share."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from litestar.datastructures import State
+from litestar.openapi import ResponseSpec
+from litestar.params import SkipValidation
+
+from ua_vp.api.schemas import ErrorBody
+from ua_vp.config import Settings
+from ua_vp.dispatch import Gateway
+from ua_vp.errors import InvalidRequest
+from ua_vp.plugins import Registry
+from ua_vp.store import MissionStore
+
+
+class Lane(Protocol):
+    """An in-process lane (``ua_vp.worker.InProcessLane``): workers inside the server's loop."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def wake(self, vp_id: str) -> None: ...
+
+
+@dataclass
+class ApiState:
+    settings: Settings
+    store: MissionStore
+    registry: Registry
+    gateway: Gateway
+    lanes: list[Lane] = field(default_factory=list)
+    stopping: threading.Event = field(default_factory=threading.Event)
+    """Set when the server was told to stop: event streams end instead of holding shutdown up."""
+
+
+# skip_validation: the state is ours, not the caller's; validating it would make
+# Litestar resolve every annotation inside it on each request.
+Api = SkipValidation[ApiState]
+"""How a handler asks for the state: ``def handler(api: Api)``."""
+
+
+def provide_api(state: State) -> ApiState:
+    api: ApiState = state.api
+    return api
+
+
+def storable(value: Any, name: str) -> None:
+    """Refuse text the databases cannot hold: PostgreSQL rejects NUL in text and in
+    JSONB, and lone surrogates cannot be encoded at all. Checked before any write
+    or query so the caller gets a 400 naming the field, not a 500."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise InvalidRequest(f"{name} contains a NUL character, which cannot be stored", field=name)
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidRequest(f"{name} is not valid UTF-8 text", field=name) from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            storable(key, name)
+            storable(item, name)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            storable(item, name)
+
+
+def error_docs(statuses: Iterable[int]) -> dict[int, ResponseSpec]:
+    """OpenAPI entries for the error answers a route can give (all share one body)."""
+    return {
+        status: ResponseSpec(data_container=ErrorBody, description=ERROR_DESCRIPTIONS[status], generate_examples=False)
+        for status in statuses
+    }
+
+
+ERROR_DESCRIPTIONS = {
+    400: "invalid_request: malformed JSON, a wrong type, a missing or unknown field, a bad value",
+    401: "unauthorized: missing or wrong `Authorization: Bearer` token (when UA_VP_OPS_TOKEN is set)",
+    403: "guard_violation: a path in constraints breaks a path-guard rule",
+    404: "mission_not_found",
+    409: "idempotency_conflict: the key was used before for a different request",
+    413: "request_too_large: the body is larger than UA_VP_MAX_REQUEST_BYTES",
+    422: "unknown_vp_id / vp_id_disabled: details list the installed and enabled ids",
+    503: "database_not_migrated / database_unavailable",
+}
