@@ -43,9 +43,11 @@ def create_app(
     store: MissionStore | None = None,
     registry: Registry | None = None,
     lanes: Sequence[Lane] | None = None,
+    in_process_lane: bool = False,
 ) -> Litestar:
-    """The ops API. ``lanes`` are started with the app unless external dispatch is on."""
-    api = _build_state(settings, store=store, registry=registry, lanes=lanes)
+    """The ops API. ``lanes`` are started with the app unless external dispatch is on;
+    ``in_process_lane`` adds the server's own workers (what ``ua-vp serve`` runs)."""
+    api = _build_state(settings, store=store, registry=registry, lanes=lanes, in_process_lane=in_process_lane)
     return Litestar(
         route_handlers=_configure_routes(settings),
         dependencies={"api": Provide(provide_api, sync_to_thread=False)},
@@ -61,7 +63,12 @@ def create_app(
 
 
 def _build_state(
-    settings: Settings, *, store: MissionStore | None, registry: Registry | None, lanes: Sequence[Lane] | None
+    settings: Settings,
+    *,
+    store: MissionStore | None,
+    registry: Registry | None,
+    lanes: Sequence[Lane] | None,
+    in_process_lane: bool,
 ) -> ApiState:
     if store is None:
         # Like the CLI: only the embedded SQLite upgrades itself; a shared database
@@ -70,9 +77,14 @@ def _build_state(
             settings.sqlalchemy_url, lease_ttl_seconds=settings.lease_ttl_seconds, auto_upgrade=settings.is_embedded
         )
     registry = registry or load_registry(settings)
+    store.on_events = store.on_events or registry.notify
     gateway = Gateway(settings, store, registry)
     # External dispatch leaves every mission to `ua-vp worker` processes: no lane runs here.
     chosen = [] if settings.external_dispatch else list(lanes or [])
+    if in_process_lane and not settings.external_dispatch:
+        from ua_vp.worker import InProcessLane
+
+        chosen.append(InProcessLane(settings=settings, store=store, registry=registry))
     return ApiState(settings=settings, store=store, registry=registry, gateway=gateway, lanes=chosen)
 
 

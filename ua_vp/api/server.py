@@ -69,7 +69,7 @@ def run(settings: Settings, host: str | None = None, port: int | None = None, *,
     host = host or settings.host
     port = port or settings.port
     check_bind(settings, host)
-    app = create_app(settings, lanes=lanes)
+    app = create_app(settings, lanes=lanes, in_process_lane=True)
     config = uvicorn.Config(
         app,
         host=host,
