@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 
 from tests.api.conftest import DISPATCH, Served
-from tests.api.test_sse import parse_sse
 from tests.api.test_server import SEED_CURL_BODY
+from tests.api.test_sse import parse_sse
 
 Serve = Callable[..., Served]
 
