@@ -13,13 +13,15 @@ echo "==> installing ua-vp and the CODIE and GENERALIST profiles into $venv"
 export UA_VP_STATE_DIR=${UA_VP_STATE_DIR:-$PWD/.ua-vp}
 port=${UA_VP_PORT:-8002}
 api="http://127.0.0.1:$port"
-echo "==> starting ua-vp serve on $api (state in $UA_VP_STATE_DIR)"
-"$venv/bin/ua-vp" serve --port "$port" &
+mkdir -p "$UA_VP_STATE_DIR"
+log="$UA_VP_STATE_DIR/serve.log"
+echo "==> starting ua-vp serve on $api (state in $UA_VP_STATE_DIR, server log in $log)"
+"$venv/bin/ua-vp" serve --port "$port" >>"$log" 2>&1 &
 server=$!
 trap 'kill -TERM $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT INT TERM
 for _ in $(seq 1 100); do
   if "$venv/bin/python" -c "import httpx,sys; sys.exit(httpx.get('$api/healthz').status_code != 200)" 2>/dev/null; then break; fi
-  if ! kill -0 $server 2>/dev/null; then echo "ua-vp serve exited; see the log above" >&2; exit 1; fi
+  if ! kill -0 $server 2>/dev/null; then echo "ua-vp serve exited:" >&2; tail -20 "$log" >&2; exit 1; fi
   sleep 0.2
 done
 
@@ -29,8 +31,10 @@ mission_id=$("$venv/bin/python" - "$api" "$body" <<'PY'
 import json, sys, httpx
 api, body = sys.argv[1], sys.argv[2]
 r = httpx.post(f"{api}/api/v1/ops/vp/missions/dispatch", content=body, headers={"Content-Type": "application/json"})
-print(json.dumps(r.json(), indent=2), file=sys.stderr)
-print(r.json()["mission"]["mission_id"])
+r.raise_for_status()
+m = r.json()["mission"]
+print(f"  HTTP {r.status_code}: mission {m['mission_id']} {m['status']} on lane {r.json()['lane']}", file=sys.stderr)
+print(m["mission_id"])
 PY
 )
 echo "==> following its events (GET .../missions/$mission_id/events, Server-Sent Events)"
@@ -47,7 +51,7 @@ print(f"\nmission {mid}: {m['status']}\n  summary: {m['result']['summary'] if m[
 PY
 echo
 echo "The mission above ran in the server's in-process lane with the offline dry-run runtime (no model)."
-echo "Try: curl $api/api/v1/ops/vp/missions   |   $venv/bin/ua-vp missions   |   open $api/schema/swagger"
+echo "Try: curl $api/api/v1/ops/vp/missions   |   $venv/bin/ua-vp missions   |   open $api/schema"
 if [ "${1:-}" = "--exit" ]; then exit 0; fi
-echo "Server still running on $api; Ctrl-C to stop."
+echo "Server still running on $api (log: $log); Ctrl-C to stop."
 wait $server
