@@ -1,0 +1,175 @@
+"""A stand-in for agent CLIs and commands, run as a real process by the runtime tests.
+
+fake_agent.py lines N              N stdout lines, one stderr line, exit 0
+fake_agent.py fail CODE            a stderr line, exit CODE
+fake_agent.py flood                stdout without end
+fake_agent.py sleep PIDFILE        write own pid, sleep forever
+fake_agent.py family PIDFILE [stubborn]
+                                   start a grandchild (ignoring SIGTERM if stubborn),
+                                   write "childpid grandchildpid", sleep forever
+fake_agent.py orphan PIDFILE       start a grandchild, write its pid, exit 0 at once
+fake_agent.py claude SCENARIO ARGV...   claude --print --output-format stream-json --verbose
+                                   SCENARIO: success | error | noresult | greedy
+fake_agent.py codex SCENARIO ARGV...    codex exec --json; SCENARIO: success | legacy | failed
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def say(obj: Any) -> None:
+    print(json.dumps(obj) if not isinstance(obj, str) else obj, flush=True)
+
+
+def write_atomically(path: str, text: str) -> None:
+    # The test polls for the file; it must never see it half-written.
+    tmp = f"{path}.tmp"
+    Path(tmp).write_text(text)
+    os.replace(tmp, path)
+
+
+def sleep_forever() -> None:
+    while True:
+        time.sleep(60)
+
+
+def start_grandchild(pidfile: str, stubborn: bool) -> int:
+    gpidfile = f"{pidfile}.grandchild"
+    args = [sys.executable, __file__, "grandchild", gpidfile, *(["stubborn"] if stubborn else [])]
+    child = subprocess.Popen(args)
+    while not Path(gpidfile).exists():
+        time.sleep(0.01)
+    return child.pid
+
+
+def family(pidfile: str, stubborn: bool) -> None:
+    grandchild = start_grandchild(pidfile, stubborn)
+    write_atomically(pidfile, f"{os.getpid()} {grandchild}")
+    sleep_forever()
+
+
+def grandchild(pidfile: str, stubborn: bool) -> None:
+    if stubborn:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    write_atomically(pidfile, str(os.getpid()))
+    sleep_forever()
+
+
+def text(value: str) -> dict[str, Any]:
+    return {"type": "text", "text": value}
+
+
+def assistant(message_id: str, content: list[dict[str, Any]], usage: dict[str, int]) -> dict[str, Any]:
+    return {"type": "assistant", "message": {"id": message_id, "content": content, "usage": usage}}
+
+
+def claude(scenario: str, argv: list[str]) -> int:
+    expected = ["--print", "--output-format", "stream-json", "--verbose"]
+    if argv[:4] != expected or len(argv) != 5:
+        print(f"fake claude: unexpected arguments {argv}", file=sys.stderr)
+        return 2
+    prompt = argv[4]
+    say({"type": "system", "subtype": "init", "session_id": "s-1", "model": "fake-claude", "cwd": os.getcwd()})
+    if scenario == "greedy":
+        say(assistant("m1", [text("thinking hard")], {"input_tokens": 4000, "output_tokens": 1000}))
+        sleep_forever()
+    usage = {"input_tokens": 10, "cache_read_input_tokens": 100, "output_tokens": 5}
+    say(assistant("m1", [text("I will write NOTES.md.")], usage))
+    if scenario == "error":
+        say({"type": "result", "subtype": "error_during_execution", "is_error": True, "result": "API Error: 529"})
+        return 1
+    tool = {"type": "tool_use", "id": "t1", "name": "Write", "input": {"file_path": "NOTES.md"}}
+    # Claude repeats a response's usage on each of its lines; only the last counts.
+    say(assistant("m1", [tool], {**usage, "output_tokens": 20}))
+    Path("NOTES.md").write_text(prompt)
+    result = {"type": "tool_result", "tool_use_id": "t1", "content": [text("File created")]}
+    say({"type": "user", "message": {"role": "user", "content": [result]}})
+    say("debug: not json at all")
+    say(assistant("m2", [text("Done.")], usage))
+    if scenario == "noresult":
+        return 0
+    say(
+        {
+            "type": "result",
+            "subtype": "success",
+            "is_error": False,
+            "num_turns": 2,
+            "duration_ms": 12,
+            "session_id": "s-1",
+            "result": "Wrote NOTES.md with the objective.",
+            "total_cost_usd": 0.0012,
+            "usage": {"input_tokens": 20, "cache_read_input_tokens": 200, "output_tokens": 25},
+        }
+    )
+    return 0
+
+
+def codex(scenario: str, argv: list[str]) -> int:
+    if argv[:3] != ["exec", "--json", "--skip-git-repo-check"] or len(argv) != 4:
+        print(f"fake codex: unexpected arguments {argv}", file=sys.stderr)
+        return 2
+    if scenario == "legacy":
+        say({"id": "0", "msg": {"type": "agent_message", "message": "Legacy done."}})
+        say({"id": "0", "msg": {"type": "token_count", "info": {"total_token_usage": {"total_tokens": 12}}}})
+        say({"id": "0", "msg": {"type": "task_complete", "last_agent_message": "Legacy done."}})
+        return 0
+    say({"type": "thread.started", "thread_id": "th-1"})
+    say({"type": "turn.started"})
+    if scenario == "failed":
+        say({"type": "turn.failed", "error": {"message": "model overloaded"}})
+        return 1
+    say({"type": "item.completed", "item": {"id": "i0", "type": "reasoning", "text": "look around"}})
+    say(
+        {
+            "type": "item.started",
+            "item": {"id": "i1", "type": "command_execution", "command": "ls", "status": "in_progress"},
+        }
+    )
+    say("plain text from codex")
+    say({"type": "item.completed", "item": {"id": "i2", "type": "agent_message", "text": "All done."}})
+    say({"type": "turn.completed", "usage": {"input_tokens": 120, "cached_input_tokens": 20, "output_tokens": 30}})
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    mode, args = argv[0], argv[1:]
+    if mode == "lines":
+        for i in range(int(args[0])):
+            print(f"line {i + 1}", flush=True)
+        print("a warning on stderr", file=sys.stderr, flush=True)
+        return 0
+    if mode == "fail":
+        print("something broke", file=sys.stderr, flush=True)
+        return int(args[0])
+    if mode == "flood":
+        chunk = "x" * 1023 + "\n"
+        while True:
+            sys.stdout.write(chunk * 64)
+    if mode == "sleep":
+        write_atomically(args[0], str(os.getpid()))
+        sleep_forever()
+    if mode == "family":
+        family(args[0], stubborn="stubborn" in args[1:])
+    if mode == "orphan":
+        write_atomically(args[0], str(start_grandchild(args[0], stubborn=False)))
+        return 0
+    if mode == "grandchild":
+        grandchild(args[0], stubborn="stubborn" in args[1:])
+    if mode == "claude":
+        return claude(args[0], args[1:])
+    if mode == "codex":
+        return codex(args[0], args[1:])
+    print(f"unknown mode {mode!r}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

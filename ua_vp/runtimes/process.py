@@ -1,0 +1,348 @@
+"""The one place that starts child processes for a mission.
+
+A child runs in the mission workspace as the leader of a new session, so it and
+everything it starts share one process group that can be signalled at once.
+Cancellation (cancel request, lost lease, deadline, shutdown) arrives as
+:class:`asyncio.CancelledError`: the group gets SIGTERM, a short grace, then
+SIGKILL, and the leader is reaped before the error goes on. No exit path leaves
+a member of the group running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from ua_vp.errors import BudgetExceeded, ConfigError, RuntimeFailed
+
+if TYPE_CHECKING:
+    from ua_vp.profiles import MissionContext
+
+log = structlog.get_logger(__name__)
+
+TERM_GRACE_SECONDS = 2.0
+"""How long a process group may take to exit after SIGTERM before it gets SIGKILL."""
+EVENT_TEXT_CHARS = 2048
+"""Longest text a progress event carries; the rest is cut with a note of how much."""
+TAIL_LINES = 20
+
+_CHUNK = 64 * 1024
+# A line is handed over whole (agent CLIs put one JSON message per line) up to
+# this size; past it the pieces go separately, so a child that never writes a
+# newline cannot grow our memory without bound.
+_MAX_LINE_BYTES = 8 * 1024 * 1024
+# Inherited variables with this prefix carry the host's own secrets (ops token,
+# database URL, API keys); an agent running model-chosen commands must not see them.
+_PRIVATE_ENV_PREFIX = "UA_VP_"
+_POLL_SECONDS = 0.02
+_DRAIN_SECONDS = 2.0
+
+LineHandler = Callable[[str], None]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProcessResult:
+    """How a child process ended (only returned when it ended on its own)."""
+
+    program: str
+    pid: int
+    exit_code: int
+    """Negative when a signal ended it (``-9`` for SIGKILL), as :mod:`asyncio` reports it."""
+    stdout_tail: list[str]
+    stderr_tail: list[str]
+    output_bytes: int
+    seconds: float
+
+    def raise_for_exit(self) -> None:
+        """Raise :class:`RuntimeFailed` naming the exit code and the end of stderr, unless it exited 0."""
+        if self.exit_code == 0:
+            return
+        if self.exit_code < 0:
+            how = f"was killed by {signal.Signals(-self.exit_code).name}"
+        else:
+            how = f"exited with code {self.exit_code}"
+        tail = "\n".join(self.stderr_tail[-5:]).strip()
+        raise RuntimeFailed(
+            f"{self.program} {how}" + (f"; last stderr: {tail}" if tail else "; it wrote nothing to stderr"),
+            exit_code=self.exit_code,
+            stderr_tail=self.stderr_tail,
+        )
+
+
+def clip(text: str, limit: int = EVENT_TEXT_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, saying how much was cut."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… [{len(text) - limit} more chars]"
+
+
+def output_events(ctx: MissionContext, stream: str) -> LineHandler:
+    """A line handler that records each non-blank line as one ``output`` progress event."""
+
+    def emit(line: str) -> None:
+        if line.strip():
+            ctx.emit("output", {"stream": stream, "line": clip(line)})
+
+    return emit
+
+
+def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment a child gets: ours without ``UA_VP_*``, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_PRIVATE_ENV_PREFIX)}
+    env.update(extra or {})
+    return env
+
+
+async def run_process(
+    argv: Sequence[str],
+    ctx: MissionContext,
+    *,
+    on_stdout: LineHandler,
+    on_stderr: LineHandler | None = None,
+    env: Mapping[str, str] | None = None,
+    check: bool = True,
+    setting: str | None = None,
+    term_grace: float = TERM_GRACE_SECONDS,
+) -> ProcessResult:
+    """Run ``argv`` in ``ctx.workspace`` and hand each output line to a callback.
+
+    :param on_stdout: called with every stdout line (without the newline), in order.
+        An exception it raises stops the process group and propagates.
+    :param on_stderr: the same for stderr; default: a progress event ``output`` per line.
+    :param env: variables added to the inherited environment (see :func:`child_env`).
+    :param check: raise :class:`RuntimeFailed` on a non-zero exit.
+    :param setting: the variable that names the program, quoted when it cannot start.
+
+    Emits ``process_started`` (``pid``, ``pgid``) and ``process_exited`` progress events.
+    ``budget.max_output_bytes`` caps stdout plus stderr: past it the group is
+    killed and :class:`BudgetExceeded` raised.
+    """
+    program = Path(argv[0]).name
+    proc = await _spawn(argv, ctx, env, setting)
+    # start_new_session made the child a session and group leader: its pgid is its pid.
+    pgid = proc.pid
+    started = time.monotonic()
+    ctx.emit("process_started", {"pid": proc.pid, "pgid": pgid, "program": program})
+    ctx.log.info("process_started", pid=proc.pid, program=program)
+
+    meter = _OutputMeter(ctx.budget.get("max_output_bytes"), program)
+    stdout_tail: deque[str] = deque(maxlen=TAIL_LINES)
+    stderr_tail: deque[str] = deque(maxlen=TAIL_LINES)
+    assert proc.stdout is not None and proc.stderr is not None
+    waiter = asyncio.ensure_future(_until_exit(proc))
+    pumps = [
+        asyncio.ensure_future(_pump(proc.stdout, meter, stdout_tail, on_stdout)),
+        asyncio.ensure_future(_pump(proc.stderr, meter, stderr_tail, on_stderr or output_events(ctx, "stderr"))),
+    ]
+    try:
+        pending: set[asyncio.Future[Any]] = {waiter, *pumps}
+        while not waiter.done():
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # a pump's BudgetExceeded or callback error surfaces here
+        # The leader is gone; what is left of its group is debris, and it may hold
+        # our pipes open, so stop it before reading the pipes to the end.
+        if await _stop_group(proc, pgid, term_grace):
+            ctx.log.warning("process_leftovers_stopped", pid=proc.pid, program=program)
+        try:
+            await asyncio.wait_for(asyncio.gather(*pumps), _DRAIN_SECONDS)
+            await _close_pipes(proc)
+        except TimeoutError:
+            # Only a process that left the group (setsid) can still hold them; we do not wait for it.
+            ctx.log.warning("process_output_held_open", pid=proc.pid, program=program)
+    except BaseException as exc:
+        await _stop_group(proc, pgid, term_grace)
+        for task in (waiter, *pumps):
+            task.cancel()
+        await asyncio.gather(waiter, *pumps, return_exceptions=True)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(_close_pipes(proc), _DRAIN_SECONDS)
+        ctx.log.info("process_stopped", pid=proc.pid, program=program, reason=type(exc).__name__)
+        raise
+
+    result = ProcessResult(
+        program=program,
+        pid=proc.pid,
+        exit_code=proc.returncode if proc.returncode is not None else -1,
+        stdout_tail=list(stdout_tail),
+        stderr_tail=list(stderr_tail),
+        output_bytes=meter.total,
+        seconds=round(time.monotonic() - started, 3),
+    )
+    ctx.emit("process_exited", {"pid": proc.pid, "exit_code": result.exit_code, "output_bytes": meter.total})
+    ctx.log.info("process_exited", pid=proc.pid, program=program, exit_code=result.exit_code)
+    if check:
+        result.raise_for_exit()
+    return result
+
+
+async def _spawn(
+    argv: Sequence[str], ctx: MissionContext, env: Mapping[str, str] | None, setting: str | None
+) -> asyncio.subprocess.Process:
+    if not ctx.workspace.is_dir():
+        # Checked first so a missing cwd is not reported as a missing program.
+        raise RuntimeFailed(f"mission workspace {ctx.workspace} does not exist", workspace=str(ctx.workspace))
+    try:
+        return await asyncio.create_subprocess_exec(
+            *argv,
+            cwd=ctx.workspace,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+            env=child_env(env),
+        )
+    except (FileNotFoundError, PermissionError) as exc:
+        hint = f"; set {setting} to an executable on PATH or an absolute path" if setting else ""
+        raise ConfigError(
+            f"cannot start {argv[0]!r}: {exc.strerror or exc}{hint}", program=argv[0], setting=setting
+        ) from None
+    except OSError as exc:
+        raise RuntimeFailed(f"cannot start {argv[0]!r}: {exc}", program=argv[0]) from None
+
+
+class _OutputMeter:
+    """Counts bytes from both pipes against ``budget.max_output_bytes``."""
+
+    def __init__(self, limit: float | None, program: str) -> None:
+        self.limit = int(limit) if limit is not None else None
+        self.program = program
+        self.total = 0
+
+    def add(self, n: int) -> None:
+        self.total += n
+        if self.limit is not None and self.total > self.limit:
+            raise BudgetExceeded(
+                f"{self.program} wrote more than budget.max_output_bytes={self.limit} bytes of output; it was stopped",
+                budget="max_output_bytes",
+                limit=self.limit,
+                used=self.total,
+            )
+
+
+class _Lines:
+    """Splits a byte stream into decoded lines."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def feed(self, chunk: bytes) -> list[str]:
+        self._buf += chunk
+        if b"\n" not in chunk:
+            # Only the new bytes can hold a newline; re-scanning a long partial line per chunk is quadratic.
+            if len(self._buf) <= _MAX_LINE_BYTES:
+                return []
+            return self.flush()
+        *lines, rest = self._buf.split(b"\n")
+        self._buf = bytearray(rest)
+        return [_decode(line) for line in lines]
+
+    def flush(self) -> list[str]:
+        if not self._buf:
+            return []
+        line = _decode(self._buf)
+        self._buf = bytearray()
+        return [line]
+
+
+def _decode(raw: bytes | bytearray) -> str:
+    return raw.decode("utf-8", errors="replace").removesuffix("\r")
+
+
+async def _pump(stream: asyncio.StreamReader, meter: _OutputMeter, tail: deque[str], on_line: LineHandler) -> None:
+    lines = _Lines()
+    while chunk := await stream.read(_CHUNK):
+        meter.add(len(chunk))
+        for line in lines.feed(chunk):
+            tail.append(clip(line, 500))
+            on_line(line)
+    for line in lines.flush():
+        tail.append(clip(line, 500))
+        on_line(line)
+
+
+async def _close_pipes(proc: asyncio.subprocess.Process) -> None:
+    """Read both pipes to their end, so asyncio closes the transport now and not
+    in a garbage-collector warning after the event loop is gone."""
+    for stream in (proc.stdout, proc.stderr):
+        while stream is not None and await stream.read(_CHUNK):
+            pass
+    await asyncio.sleep(0)  # a turn for the transport's own exit callbacks
+
+
+async def _stop_group(proc: asyncio.subprocess.Process, pgid: int, grace: float) -> bool:
+    """SIGTERM the group, allow ``grace`` seconds, SIGKILL whatever is left, reap the leader.
+
+    Returns whether any member was still running."""
+    if not _group_alive(pgid) or not _signal_group(pgid, signal.SIGTERM):
+        await _until_exit(proc)
+        return False
+    deadline = time.monotonic() + grace
+    try:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(_until_exit(proc), grace)
+        # The leader may exit at once while a child of it ignores SIGTERM.
+        while _group_alive(pgid) and time.monotonic() < deadline:
+            await asyncio.sleep(_POLL_SECONDS)
+    finally:
+        # Also on a second cancellation during the grace: the group must not outlive us.
+        _signal_group(pgid, signal.SIGKILL)
+    await _until_exit(proc)
+    return True
+
+
+async def _until_exit(proc: asyncio.subprocess.Process) -> int:
+    """The leader's exit code once it has exited and been reaped.
+
+    Not ``proc.wait()``: that also waits for the pipes to close, which a member
+    of the group that outlived the leader keeps open."""
+    while proc.returncode is None:
+        await asyncio.sleep(_POLL_SECONDS)
+    return proc.returncode
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> bool:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether a member of the group is running (zombies do not count)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # kill(2) also finds zombies, and in a container without an init process
+    # nobody reaps orphaned ones; waiting out the grace for them would be wasted.
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return True
+    for name in entries:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # Fields after the command name, which may itself contain spaces and ")".
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if len(fields) > 2 and fields[0] not in (b"Z", b"X") and int(fields[2]) == pgid:
+            return True
+    return False
