@@ -123,6 +123,8 @@ class SessionInfo:
     active_missions: int
     started_at: datetime
     last_seen_at: datetime
+    sandbox: str | None = None
+    """Sandbox backend the worker runs agents in (bwrap, landlock, none); None if unknown."""
 
     def to_public(self) -> dict[str, Any]:
         return {
@@ -589,7 +591,9 @@ class MissionStore:
             return [_event(r) for r in conn.execute(query)]
 
     # -- sessions ---------------------------------------------------------------------------
-    def register_session(self, *, worker_id: str, vp_id: str, capacity: int, lane: str) -> None:
+    def register_session(
+        self, *, worker_id: str, vp_id: str, capacity: int, lane: str, sandbox: str | None = None
+    ) -> None:
         with self._tx() as conn:
             conn.execute(
                 insert(sessions).values(
@@ -603,6 +607,7 @@ class MissionStore:
                     active_missions=0,
                     started_at=self._now(),
                     last_seen_at=self._now(),
+                    sandbox=sandbox,
                 )
             )
 

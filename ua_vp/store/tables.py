@@ -101,5 +101,6 @@ sessions = Table(
     Column("active_missions", Integer, nullable=False),
     Column("started_at", Timestamp, nullable=False),
     Column("last_seen_at", Timestamp, nullable=False),
+    Column("sandbox", String(32)),
     Index("ix_vp_sessions_vp", "vp_id", "last_seen_at"),
 )
