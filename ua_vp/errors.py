@@ -80,11 +80,11 @@ class DatabaseNotMigrated(UaVpError):
     http_status = 503
 
 
-class LeaseLost(UaVpError):
-    """The worker no longer holds the mission's lease; it must stop and not finalize."""
+class DatabaseUnavailable(UaVpError):
+    """The database cannot be reached right now (a request may simply be retried)."""
 
-    code = "lease_lost"
-    http_status = 409
+    code = "database_unavailable"
+    http_status = 503
 
 
 class BudgetExceeded(UaVpError):

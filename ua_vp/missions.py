@@ -89,6 +89,26 @@ def parse_statuses(raw: str | list[str] | None) -> list[Status] | None:
     return [Status(n) for n in names]
 
 
+def storable(value: Any, name: str) -> None:
+    """Refuse text the databases cannot hold: PostgreSQL rejects NUL in text and in
+    JSONB, and lone surrogates cannot be encoded at all. Checked before any write
+    or query so the caller gets a clear error naming the field, not a database error."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise InvalidRequest(f"{name} contains a NUL character, which cannot be stored", field=name)
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidRequest(f"{name} is not valid UTF-8 text", field=name) from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            storable(key, name)
+            storable(item, name)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            storable(item, name)
+
+
 def _require_object(name: str, value: Any) -> dict[str, Any]:
     if value is None:
         return {}
@@ -138,6 +158,8 @@ class MissionSpec:
 
     @classmethod
     def create(cls, **kwargs: Any) -> MissionSpec:
+        for name, value in kwargs.items():
+            storable(value, name)
         vp_id = kwargs.get("vp_id")
         if not isinstance(vp_id, str) or not vp_id.strip() or len(vp_id) > MAX_ID_CHARS:
             raise InvalidRequest("vp_id must be a non-empty string such as 'vp.general.primary'", field="vp_id")

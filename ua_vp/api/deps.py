@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from litestar.datastructures import State
 from litestar.openapi import ResponseSpec
@@ -14,7 +14,6 @@ from litestar.params import SkipValidation
 from ua_vp.api.schemas import ErrorBody
 from ua_vp.config import Settings
 from ua_vp.dispatch import Gateway
-from ua_vp.errors import InvalidRequest
 from ua_vp.plugins import Registry
 from ua_vp.store import MissionStore
 
@@ -49,26 +48,6 @@ Api = SkipValidation[ApiState]
 def provide_api(state: State) -> ApiState:
     api: ApiState = state.api
     return api
-
-
-def storable(value: Any, name: str) -> None:
-    """Refuse text the databases cannot hold: PostgreSQL rejects NUL in text and in
-    JSONB, and lone surrogates cannot be encoded at all. Checked before any write
-    or query so the caller gets a 400 naming the field, not a 500."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise InvalidRequest(f"{name} contains a NUL character, which cannot be stored", field=name)
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise InvalidRequest(f"{name} is not valid UTF-8 text", field=name) from None
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            storable(key, name)
-            storable(item, name)
-    elif isinstance(value, list | tuple):
-        for item in value:
-            storable(item, name)
 
 
 def error_docs(statuses: Iterable[int]) -> dict[int, ResponseSpec]:

@@ -20,7 +20,7 @@ from litestar.types import ExceptionHandlersMap
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from ua_vp.api.schemas import ErrorBody, ErrorDetail
-from ua_vp.errors import UaVpError
+from ua_vp.errors import DatabaseUnavailable, UaVpError
 
 log = structlog.get_logger(__name__)
 
@@ -33,13 +33,6 @@ HTTP_CODES = {
     413: "request_too_large",
     415: "unsupported_media_type",
 }
-
-
-class DatabaseUnavailable(UaVpError):
-    """The database cannot be reached right now (a request may simply be retried)."""
-
-    code = "database_unavailable"
-    http_status = 503
 
 
 # msgspec names the field in backticks when the key itself is the whole body.

@@ -6,9 +6,8 @@ import anyio
 from litestar import Controller, get
 
 from ua_vp.api.deps import Api, error_docs
-from ua_vp.api.errors import DatabaseUnavailable
 from ua_vp.api.schemas import Health, Ready
-from ua_vp.errors import DatabaseNotMigrated
+from ua_vp.errors import DatabaseNotMigrated, DatabaseUnavailable
 from ua_vp.store import db
 
 READY_TIMEOUT_SECONDS = 5.0

@@ -10,7 +10,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.openapi import ResponseSpec
 from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParameter
 
-from ua_vp.api.deps import Api, error_docs, storable
+from ua_vp.api.deps import Api, error_docs
 from ua_vp.api.schemas import (
     CancelResponse,
     DispatchRequest,
@@ -23,7 +23,7 @@ from ua_vp.api.schemas import (
 )
 from ua_vp.api.sse import event_stream, parse_last_event_id
 from ua_vp.errors import InvalidRequest, MissionNotFound
-from ua_vp.missions import MAX_ID_CHARS, Mission, MissionEvent, parse_statuses
+from ua_vp.missions import MAX_ID_CHARS, Mission, MissionEvent, parse_statuses, storable
 from ua_vp.store import MissionStore
 from ua_vp.store.store import MAX_LIST_LIMIT
 
@@ -75,10 +75,8 @@ class MissionController(Controller):
         },
     )
     def dispatch(self, data: JSONBody[DispatchRequest], api: Api) -> Response[DispatchResponse]:
-        request: dict[str, Any] = msgspec.structs.asdict(data)
-        for name, value in request.items():
-            storable(value, name)
-        enqueued = api.gateway.dispatch(**request)
+        # MissionSpec.create (inside dispatch) refuses text the database cannot store.
+        enqueued = api.gateway.dispatch(**msgspec.structs.asdict(data))
         mission = enqueued.mission
         body = DispatchResponse(
             mission=mission_view(mission.to_public()),

@@ -8,9 +8,9 @@ from typing import Annotated
 from litestar import Controller, get
 from litestar.params import QueryParameter
 
-from ua_vp.api.deps import Api, error_docs, storable
+from ua_vp.api.deps import Api, error_docs
 from ua_vp.api.schemas import DashboardMetrics, MetricsResponse, SessionList, session_view
-from ua_vp.missions import MAX_ID_CHARS
+from ua_vp.missions import MAX_ID_CHARS, storable
 from ua_vp.store.metrics import vp_metrics
 
 CODER_VP_ID = "vp.coder.primary"
