@@ -33,6 +33,8 @@ def make(**kw: object) -> MissionSpec:
         ({"reply_mode": "carrier-pigeon"}, "reply_mode"),
         ({"idempotency_key": ""}, "idempotency_key"),
         ({"max_attempts": 0}, "max_attempts"),
+        ({"objective": "nul \x00 inside"}, "objective"),
+        ({"constraints": {"notes": ["fine", "lone \ud800 surrogate"]}}, "constraints"),
     ],
 )
 def test_a_malformed_mission_is_refused_naming_the_field(override: dict[str, object], field: str) -> None:
