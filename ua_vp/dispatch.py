@@ -8,9 +8,8 @@ in-process lane (the same worker loop, inside ``ua-vp serve``) runs them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -26,13 +25,21 @@ def lane_for(settings: Settings) -> str:
     return "external" if settings.external_dispatch else "in_process"
 
 
+class Doorbell(Protocol):
+    """Told about committed changes in this process (the in-process lane), so it need
+    not wait for its next poll. Called from whichever thread ran the dispatch."""
+
+    def wake(self, vp_id: str) -> None: ...
+
+    def cancel(self, vp_id: str, mission_id: str) -> None: ...
+
+
 @dataclass
 class Gateway:
     settings: Settings
     store: MissionStore
     registry: Registry
-    wake: list[Callable[[str], None]] = field(default_factory=list)
-    """Called with the vp_id after a new mission is committed (the in-process lane's doorbell)."""
+    doorbells: list[Doorbell] = field(default_factory=list)
 
     def dispatch(self, **request: Any) -> Enqueued:
         """Validate and guard the request, then write it. Nothing is written on any error."""
@@ -43,12 +50,14 @@ class Gateway:
         mission = enqueued.mission
         if enqueued.created:
             log.info("mission_dispatched", mission_id=mission.mission_id, vp_id=mission.vp_id, lane=mission.lane)
-            for ring in self.wake:
-                ring(mission.vp_id)
+            for bell in self.doorbells:
+                bell.wake(mission.vp_id)
         return enqueued
 
     def cancel(self, mission_id: str) -> CancelOutcome:
         outcome = self.store.request_cancel(mission_id)
         if outcome.changed:
             log.info("mission_cancel_requested", mission_id=mission_id, status=outcome.mission.status.value)
+            for bell in self.doorbells:
+                bell.cancel(outcome.mission.vp_id, mission_id)
         return outcome

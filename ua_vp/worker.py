@@ -353,7 +353,13 @@ class Worker:
             return
         if kind == "queued":
             self.wake()
-        elif kind == "cancel" and mission_id in self.running:
+        elif kind == "cancel":
+            self.cancel_running(mission_id)
+
+    def cancel_running(self, mission_id: str) -> None:
+        """Stop our execution of a mission whose cancel was committed (the heartbeat
+        would see it too, later)."""
+        if mission_id in self.running:
             self._interrupt(self.running[mission_id], "cancelled")
 
 
@@ -381,12 +387,17 @@ class InProcessLane:
             self.tasks.append(asyncio.create_task(worker.run(), name=f"lane:{profile.vp_id}"))
 
     def wake(self, vp_id: str) -> None:
-        # Called from the gateway, which may run in a worker thread.
+        self._call(vp_id, lambda w: w.wake())
+
+    def cancel(self, vp_id: str, mission_id: str) -> None:
+        """A cancel reaches our own running mission at once, without waiting for a heartbeat."""
+        self._call(vp_id, lambda w: w.cancel_running(mission_id))
+
+    def _call(self, vp_id: str, action: Callable[[Worker], None]) -> None:
+        # The gateway runs in a request thread; the workers live in the server's loop.
         worker = self.workers.get(vp_id)
-        if worker is not None:
-            loop = self.tasks[0].get_loop() if self.tasks else None
-            if loop is not None:
-                loop.call_soon_threadsafe(worker.wake)
+        if worker is not None and self.tasks:
+            self.tasks[0].get_loop().call_soon_threadsafe(action, worker)
 
     async def stop(self) -> None:
         for worker in self.workers.values():

@@ -67,3 +67,28 @@ def test_with_external_dispatch_the_mission_waits_for_a_real_worker(serve: Serve
     mission = httpx.get(get).json()["mission"]
     assert mission["status"] == "completed", json.dumps(mission)
     assert mission["worker_id"].startswith("vp.general.primary@")
+
+
+def test_cancel_over_http_stops_an_in_process_mission_at_once(serve: Serve, tmp_path: Path) -> None:
+    from tests.worker.conftest import AGENT, pid_alive, wait_until
+
+    served = serve(
+        UA_VP_EXTERNAL_DISPATCH_ENABLED="0",
+        UA_VP_GENERAL_RUNTIME="command",
+        UA_VP_COMMAND=f"{sys.executable} {AGENT} {{objective}}",
+    )
+    pidfile = tmp_path / "agent.pid"
+    body = {"vp_id": "vp.general.primary", "objective": f"pid:{pidfile} sleep:120"}
+    mission_id = httpx.post(served.url + DISPATCH, json=body).json()["mission"]["mission_id"]
+    wait_until(pidfile.exists, timeout=20, what="the agent to start", logs=served.log.read_text)
+    pid = int(pidfile.read_text())
+
+    asked = time.monotonic()
+    r = httpx.post(f"{served.url}/api/v1/ops/vp/missions/{mission_id}/cancel")
+    assert r.status_code == 202 and r.json()["changed"] is True
+    kinds = follow(served, mission_id)
+    took = time.monotonic() - asked
+    assert kinds[-1] == "vp.mission.cancelled"
+    wait_until(lambda: not pid_alive(pid), timeout=3, what="the agent to be killed")
+    # No heartbeat (TTL/3 = 40 s by default) was needed: the gateway rang the lane directly.
+    assert took < 5, f"cancel took {took:.1f} s"

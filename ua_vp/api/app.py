@@ -129,7 +129,7 @@ def _configure_lifespan(api: ApiState, *, owns_store: bool) -> Lifespan:
             for lane in api.lanes:
                 await lane.start()
                 started.append(lane)
-                api.gateway.wake.append(lane.wake)
+                api.gateway.doorbells.append(lane)
             if not api.lanes and not api.settings.external_dispatch:
                 log.warning(
                     "in_process_lane_missing",
@@ -139,7 +139,7 @@ def _configure_lifespan(api: ApiState, *, owns_store: bool) -> Lifespan:
             yield
         finally:
             for lane in reversed(started):
-                api.gateway.wake.remove(lane.wake)
+                api.gateway.doorbells.remove(lane)
                 await lane.stop()
             if owns_store:
                 api.store.engine.dispose()

@@ -27,6 +27,8 @@ class Lane(Protocol):
 
     def wake(self, vp_id: str) -> None: ...
 
+    def cancel(self, vp_id: str, mission_id: str) -> None: ...
+
 
 @dataclass
 class ApiState:
