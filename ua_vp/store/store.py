@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from psycopg.types.json import Jsonb
 from sqlalchemy import Connection, Engine, Text, and_, case, cast, func, insert, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -34,7 +35,7 @@ from ua_vp.missions import (
     MissionSpec,
     Status,
 )
-from ua_vp.store import db
+from ua_vp.store import db, pg_sql
 from ua_vp.store.tables import Timestamp, events, missions, sessions
 
 NOTIFY_CHANNEL = "ua_vp_missions"
@@ -147,6 +148,8 @@ class MissionStore:
         self.engine = engine
         self.lease_ttl = timedelta(seconds=lease_ttl_seconds)
         self.is_postgres = engine.dialect.name == "postgresql"
+        # Same pool; the hot-path statements of pg_sql are atomic on their own.
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self.on_events = on_events
         """Called with the events of each transaction after it committed (observer hooks)."""
 
@@ -183,6 +186,27 @@ class MissionStore:
             return func.replace(cast(func.gen_random_uuid(), Text), "-", "")
         return func.lower(func.hex(func.randomblob(16)))
 
+    def _one_statement(self, sql: str, **params: Any) -> list[Row[Any]]:
+        """Run one of the ``pg_sql`` statements in autocommit (one round trip) and
+        publish the event each returned row carries."""
+        with self._autocommit.connect() as conn:
+            rows = list(conn.exec_driver_sql(sql, params))
+        written = [
+            MissionEvent(
+                id=m["ev_id"],
+                mission_id=m["mission_id"],
+                vp_id=m["vp_id"],
+                event_type=m["ev_event_type"],
+                payload=m["ev_payload"],
+                created_at=m["ev_created_at"],
+            )
+            for m in (r._mapping for r in rows)
+            if "ev_id" in m
+        ]
+        if written and self.on_events is not None:
+            self.on_events(written)
+        return rows
+
     def _notify(self, conn: Connection, kind: str, vp_id: str, mission_id: str) -> None:
         # Delivered at COMMIT, so a listener never sees a mission it cannot read yet.
         if self.is_postgres:
@@ -191,9 +215,11 @@ class MissionStore:
     def _write_events(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> list[MissionEvent]:
         if not rows:
             return []
-        now = self._now()
-        stmt = insert(events).values([{**r, "created_at": now} for r in rows]).returning(*events.c)
-        written = [_event(r) for r in conn.execute(stmt)]
+        # One cached statement run with many parameter sets (SQLAlchemy batches it
+        # into a single multi-row INSERT); a literal multi-VALUES insert would be
+        # compiled anew on every call.
+        stmt = insert(events).values(created_at=self._now()).returning(*events.c, sort_by_parameter_order=True)
+        written = [_event(r) for r in conn.execute(stmt, list(rows))]
         conn.info["ua_vp_events"].extend(written)
         return written
 
@@ -269,6 +295,12 @@ class MissionStore:
         """
         if not 1 <= limit <= MAX_CLAIM_BATCH:
             raise InvalidRequest(f"claim limit must be from 1 to {MAX_CLAIM_BATCH}, got {limit}")
+        if self.is_postgres:
+            rows = self._one_statement(
+                pg_sql.CLAIM, vp_id=vp_id, worker_id=worker_id, limit=limit, ttl=self.lease_ttl.total_seconds()
+            )
+            return [_mission(r) for r in rows]
+        # SQLite (PostgreSQL runs pg_sql.CLAIM, the same statement by hand).
         # MATERIALIZED: the locked pick runs exactly once. Written as a plain
         # "IN (subquery)", PostgreSQL may re-run the SKIP LOCKED subquery per row
         # and claim more than ``limit`` missions.
@@ -307,6 +339,11 @@ class MissionStore:
     # -- heartbeat ---------------------------------------------------------------------
     def heartbeat(self, mission_id: str, lease_token: str) -> Heartbeat:
         """Extend the lease. ``lease_held=False`` means: stop, and do not finalize."""
+        if self.is_postgres:
+            found = self._one_statement(
+                pg_sql.HEARTBEAT, mission_id=mission_id, lease_token=lease_token, ttl=self.lease_ttl.total_seconds()
+            )
+            return Heartbeat(lease_held=bool(found), cancel_requested=bool(found) and found[0][0] is not None)
         stmt = (
             update(missions)
             .where(
@@ -383,6 +420,17 @@ class MissionStore:
         reaped (and perhaps re-claimed by another) gets None and nothing is written."""
         if status not in TERMINAL:
             raise InvalidRequest(f"finalize needs a terminal status, got {status.value!r}")
+        if self.is_postgres:
+            rows = self._one_statement(
+                pg_sql.FINALIZE,
+                mission_id=mission_id,
+                lease_token=lease_token,
+                status=status.value,
+                result=Jsonb(result) if result is not None else None,
+                error=Jsonb(error) if error is not None else None,
+                event_type=FINAL_EVENT[status].value,
+            )
+            return _mission(rows[0]) if rows else None
         stmt = (
             update(missions)
             .where(
