@@ -114,3 +114,39 @@ def test_cli_errors_are_one_line_with_a_code_and_write_nothing(tmp_path: Path) -
     assert "Traceback" not in bad.stderr + guarded.stderr
     listing = run_cli(tmp_path, "--json", "missions")
     assert json.loads(listing.stdout) == {"missions": []}
+
+
+def test_start_vp_worker_script_loads_dotenv_and_runs_the_worker(tmp_path: Path) -> None:
+    script = Path(__file__).resolve().parent.parent / "scripts" / "start_vp_worker.sh"
+    (tmp_path / ".env").write_text(f"UA_VP_ENABLED_IDS=vp.example.echo\nUA_VP_STATE_DIR={tmp_path / 'state'}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UA_VP_")}
+    queued = subprocess.run(
+        [sys.executable, "-m", "ua_vp.cli", "--json", "dispatch", "vp.example.echo", "via the script"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert queued.returncode == 0, queued.stderr
+    ran = subprocess.run(
+        [str(script), "vp.example.echo", "--once"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert '"event": "worker_stopped"' in ran.stderr
+    mission_id = json.loads(queued.stdout)["mission"]["mission_id"]
+    shown = subprocess.run(
+        [sys.executable, "-m", "ua_vp.cli", "--json", "mission", mission_id],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert json.loads(shown.stdout)["mission"]["status"] == "completed"
+
+
+def test_the_script_without_a_vp_id_explains_itself() -> None:
+    script = Path(__file__).resolve().parent.parent / "scripts" / "start_vp_worker.sh"
+    out = subprocess.run([str(script)], capture_output=True, text=True, timeout=10)
+    assert out.returncode == 2 and "usage:" in out.stderr
