@@ -11,11 +11,44 @@ BEGIN IMMEDIATE transaction; one suite of tests runs against both.
 
 from __future__ import annotations
 
+NOTIFY_CHANNEL = "ua_vp_missions"
+"""Payloads are ``queued:<vp_id>:<mission_id>`` and ``cancel:<vp_id>:<mission_id>``."""
+
 # Rows come back as the mission's columns plus the event written with it, prefixed
 # ``ev_``, so the caller can publish the event without reading it back.
 _EVENT_COLUMNS = (
     "ev.id AS ev_id, ev.event_type AS ev_event_type, ev.payload AS ev_payload, ev.created_at AS ev_created_at"
 )
+
+ENQUEUE = f"""
+-- ON CONFLICT DO NOTHING: a concurrent dispatch with the same idempotency key waits
+-- on the unique index, then returns no row; the caller reads the winner's mission.
+WITH m AS (
+    INSERT INTO vp_missions (
+        mission_id, vp_id, mission_type, objective, constraints, budget, status, priority, attempt,
+        max_attempts, lane, idempotency_key, request_hash, source_session_id, source_turn_id,
+        reply_mode, run_id, created_at)
+    VALUES (
+        %(mission_id)s, %(vp_id)s, %(mission_type)s, %(objective)s, %(constraints)s, %(budget)s, 'queued',
+        %(priority)s, 0, %(max_attempts)s, %(lane)s, %(idempotency_key)s, %(request_hash)s,
+        %(source_session_id)s, %(source_turn_id)s, %(reply_mode)s, %(run_id)s, now())
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING *
+),
+ev AS (
+    INSERT INTO vp_mission_events (mission_id, vp_id, event_type, payload, created_at)
+    SELECT mission_id, vp_id, 'vp.mission.dispatched', jsonb_build_object('lane', lane, 'priority', priority), now()
+    FROM m
+    RETURNING *
+),
+-- Delivered at commit, so a woken worker always finds the row. A CTE runs only
+-- when referenced, hence the count below.
+woken AS (
+    SELECT pg_notify('{NOTIFY_CHANNEL}', 'queued:' || vp_id || ':' || mission_id) FROM m
+)
+SELECT m.*, {_EVENT_COLUMNS}, (SELECT count(*) FROM woken) AS notified
+FROM m JOIN ev USING (mission_id)
+"""
 
 CLAIM = f"""
 -- picked: the queued missions of one vp_id, lowest priority then oldest first.

@@ -19,7 +19,6 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 from sqlalchemy import Connection, Engine, Text, and_, case, cast, func, insert, literal, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Row
 from sqlalchemy.sql import ColumnElement
@@ -38,7 +37,7 @@ from ua_vp.missions import (
 from ua_vp.store import db, pg_sql
 from ua_vp.store.tables import Timestamp, events, missions, sessions
 
-NOTIFY_CHANNEL = "ua_vp_missions"
+NOTIFY_CHANNEL = pg_sql.NOTIFY_CHANNEL
 MAX_LIST_LIMIT = 500
 MAX_CLAIM_BATCH = 500
 
@@ -246,38 +245,46 @@ class MissionStore:
             "source_turn_id": spec.source_turn_id,
             "reply_mode": spec.reply_mode,
             "run_id": spec.run_id,
-            "created_at": self._now(),
         }
-        dialect_insert = pg_insert if self.is_postgres else sqlite_insert
-        # ON CONFLICT DO NOTHING: a concurrent identical dispatch waits on the
-        # unique key, then finds the winner's row below instead of failing.
+        if self.is_postgres:
+            rows = self._one_statement(
+                pg_sql.ENQUEUE, **{**values, "constraints": Jsonb(spec.constraints), "budget": Jsonb(spec.budget)}
+            )
+            if rows:
+                return Enqueued(_mission(rows[0]), created=True)
+            return self._replay(spec, request_hash)
         stmt = (
-            dialect_insert(missions)
-            .values(values)
+            sqlite_insert(missions)
+            .values({**values, "created_at": self._now()})
             .on_conflict_do_nothing(index_elements=["idempotency_key"])
             .returning(*missions.c)
         )
         with self._tx() as conn:
             row = conn.execute(stmt).first()
             if row is None:
-                existing = conn.execute(
-                    select(missions).where(missions.c.idempotency_key == spec.idempotency_key)
-                ).one()
-                mission = _mission(existing)
-                if mission.request_hash != request_hash:
-                    raise IdempotencyConflict(
-                        f"idempotency_key {spec.idempotency_key!r} was already used for a different request "
-                        f"(mission {mission.mission_id}); use a new key for a new request",
-                        mission_id=mission.mission_id,
-                    )
-                return Enqueued(mission, created=False)
+                return self._replay(spec, request_hash, conn)
             mission = _mission(row)
             self._write_events(
                 conn,
                 [self._event_row(mission, Event.DISPATCHED, {"lane": mission.lane, "priority": mission.priority})],
             )
-            self._notify(conn, "queued", mission.vp_id, mission.mission_id)
         return Enqueued(mission, created=True)
+
+    def _replay(self, spec: MissionSpec, request_hash: str, conn: Connection | None = None) -> Enqueued:
+        """The idempotency key was taken: same request -> that mission, else a conflict."""
+        query = select(missions).where(missions.c.idempotency_key == spec.idempotency_key)
+        if conn is None:
+            with self.engine.connect() as own:
+                existing = _mission(own.execute(query).one())
+        else:
+            existing = _mission(conn.execute(query).one())
+        if existing.request_hash != request_hash:
+            raise IdempotencyConflict(
+                f"idempotency_key {spec.idempotency_key!r} was already used for a different request "
+                f"(mission {existing.mission_id}); use a new key for a new request",
+                mission_id=existing.mission_id,
+            )
+        return Enqueued(existing, created=False)
 
     @staticmethod
     def _event_row(mission: Mission, event: Event, payload: dict[str, Any]) -> dict[str, Any]:
