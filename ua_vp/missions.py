@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -248,13 +248,11 @@ class Mission:
     finished_at: datetime | None = None
 
     def to_public(self) -> dict[str, Any]:
-        """The JSON shape of the API and ``--json``: no lease token (it is a credential)."""
-        out = asdict(self)
-        out.pop("lease_token")
+        """The JSON shape of the API and ``--json``: no lease token (it is a credential).
+        Shallow on purpose: ``dataclasses.asdict`` deep-copies every JSON field and was
+        two thirds of the cost of listing missions."""
+        out = {name: _public(getattr(self, name)) for name in _MISSION_FIELDS}
         out["status"] = self.status.value
-        for key, value in out.items():
-            if isinstance(value, datetime):
-                out[key] = value.isoformat()
         return out
 
 
@@ -268,9 +266,15 @@ class MissionEvent:
     created_at: datetime
 
     def to_public(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["created_at"] = self.created_at.isoformat()
-        return out
+        return {name: _public(getattr(self, name)) for name in _EVENT_FIELDS}
+
+
+def _public(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+_MISSION_FIELDS = tuple(f.name for f in fields(Mission) if f.name != "lease_token")
+_EVENT_FIELDS = tuple(f.name for f in fields(MissionEvent))
 
 
 @dataclass(frozen=True)
