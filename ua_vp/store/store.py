@@ -13,7 +13,7 @@ import socket
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -53,36 +53,19 @@ def _aware(value: datetime | None) -> datetime | None:
     return value
 
 
+# Mission fields are named after their columns; only these need converting.
+_MISSION_COLUMNS = tuple(f.name for f in fields(Mission))
+_TIMESTAMPS = ("lease_expires_at", "cancel_requested_at", "created_at", "started_at", "finished_at")
+
+
 def _mission(row: Row[Any]) -> Mission:
     m = row._mapping
-    return Mission(
-        mission_id=m["mission_id"],
-        vp_id=m["vp_id"],
-        mission_type=m["mission_type"],
-        objective=m["objective"],
-        constraints=m["constraints"] or {},
-        budget=m["budget"] or {},
-        status=Status(m["status"]),
-        priority=m["priority"],
-        attempt=m["attempt"],
-        max_attempts=m["max_attempts"],
-        lane=m["lane"],
-        worker_id=m["worker_id"],
-        lease_token=m["lease_token"],
-        lease_expires_at=_aware(m["lease_expires_at"]),
-        cancel_requested_at=_aware(m["cancel_requested_at"]),
-        idempotency_key=m["idempotency_key"],
-        request_hash=m["request_hash"],
-        source_session_id=m["source_session_id"],
-        source_turn_id=m["source_turn_id"],
-        reply_mode=m["reply_mode"],
-        run_id=m["run_id"],
-        result=m["result"],
-        error=m["error"],
-        created_at=_aware(m["created_at"]),
-        started_at=_aware(m["started_at"]),
-        finished_at=_aware(m["finished_at"]),
+    values = {name: m[name] for name in _MISSION_COLUMNS}
+    values.update({name: _aware(values[name]) for name in _TIMESTAMPS})
+    values.update(
+        status=Status(values["status"]), constraints=values["constraints"] or {}, budget=values["budget"] or {}
     )
+    return Mission(**values)
 
 
 def _event(row: Row[Any]) -> MissionEvent:
