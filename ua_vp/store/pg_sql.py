@@ -50,6 +50,18 @@ SELECT m.*, {_EVENT_COLUMNS}, (SELECT count(*) FROM woken) AS notified
 FROM m JOIN ev USING (mission_id)
 """
 
+
+def claim(limit: int) -> str:
+    """The claim with its LIMIT written into the text, one text per batch size.
+
+    As a bound parameter, LIMIT keeps PostgreSQL from caching a generic plan for the
+    prepared statement (it would guess 10% of the queue and scan it), so it planned
+    every claim anew: measured 30-40% fewer claims per second (bench/RESULTS.md).
+    ``limit`` is an int checked by the caller, never text from outside.
+    """
+    return CLAIM.replace("%(limit)s", str(int(limit)))
+
+
 CLAIM = f"""
 -- picked: the queued missions of one vp_id, lowest priority then oldest first.
 --   It walks ix_vp_missions_queue (partial: status = 'queued'), so its cost follows

@@ -287,7 +287,7 @@ class MissionStore:
             raise InvalidRequest(f"claim limit must be from 1 to {MAX_CLAIM_BATCH}, got {limit}")
         if self.is_postgres:
             rows = self._one_statement(
-                pg_sql.CLAIM, vp_id=vp_id, worker_id=worker_id, limit=limit, ttl=self.lease_ttl.total_seconds()
+                pg_sql.claim(limit), vp_id=vp_id, worker_id=worker_id, ttl=self.lease_ttl.total_seconds()
             )
             return [_mission(r) for r in rows]
         # SQLite (PostgreSQL runs pg_sql.CLAIM, the same statement by hand).
