@@ -246,6 +246,7 @@ def cancel(state: State, mission_id: str) -> None:
 @pass_state
 def profiles(state: State) -> None:
     """List installed and enabled profiles."""
+    from ua_vp import sandbox
     from ua_vp.plugins import load_registry
 
     registry = load_registry(state.settings, validate=False)
@@ -255,14 +256,28 @@ def profiles(state: State) -> None:
             "name": p.name,
             "enabled": p.vp_id in registry.enabled,
             "runtime": p.runtime,
+            "sandbox": sandbox.describe(p, state.settings),
             "workspace_root": str(p.workspace_root),
             "plugin": registry.providers[p.vp_id],
         }
         for p in sorted(registry.installed.values(), key=lambda p: p.vp_id)
     ]
     missing = [i for i in state.settings.enabled_ids if i not in registry.installed]
-    payload = {"profiles": rows, "enabled_ids": state.settings.enabled_ids, "enabled_but_not_installed": missing}
-    human = _table(rows, ("vp_id", "name", "enabled", "runtime", "workspace_root", "plugin"))
+    probes = sandbox.probe_all()
+    sandboxes = {
+        "setting": state.settings.sandbox,
+        "protected": state.settings.sandbox_protected,
+        "backends": {name: {"works": p.works, "reason": p.reason} for name, p in probes.items()},
+    }
+    payload = {
+        "profiles": rows,
+        "enabled_ids": state.settings.enabled_ids,
+        "enabled_but_not_installed": missing,
+        "sandbox": sandboxes,
+    }
+    human = _table(rows, ("vp_id", "name", "enabled", "runtime", "sandbox", "workspace_root", "plugin"))
+    human += f"\n\nUA_VP_SANDBOX={state.settings.sandbox}; backends on this machine:"
+    human += "".join(f"\n  {name}: {'works' if p.works else 'unavailable'}: {p.reason}" for name, p in probes.items())
     if missing:
         human += f"\n\nUA_VP_ENABLED_IDS names {', '.join(missing)}, which no installed plugin provides."
     _emit(state, payload, lambda: human)

@@ -79,6 +79,16 @@ class Settings(BaseSettings):
     protected_roots: PathList = Field(default_factory=list)
     """Extra protected roots, comma separated, on top of the host's own."""
 
+    # --- sandbox (see ua_vp/sandbox.py) ----------------------------------------
+    sandbox: Literal["auto", "bwrap", "landlock", "none"] = "auto"
+    """Confinement of the processes a mission starts: ``auto`` (the strongest backend that works
+    here, probed at worker start), ``bwrap``, ``landlock``, or ``none`` (unconfined; warns on every mission)."""
+    sandbox_protected: Literal["hide", "read-only"] = "hide"
+    """What sandboxed processes see of the protected roots: ``hide`` (an empty folder) or ``read-only``
+    (needed when the agent's own program lives inside one, e.g. a venv in the checkout)."""
+    allow_unsandboxed: bool = False
+    """Let a hard-blocking profile (CODIE with ``UA_VP_HARD_BLOCK_UA_REPO=1``) run its agent with no sandbox."""
+
     # --- client runtimes ------------------------------------------------------
     coder_runtime: str = "dry-run"
     """Client runtime for CODIE: dry-run, command, claude-cli, codex-cli, openai."""
@@ -119,7 +129,7 @@ class Settings(BaseSettings):
             return [Path(part.strip()) for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("log_level", "log_format", "dispatch_mode", mode="before")
+    @field_validator("log_level", "log_format", "dispatch_mode", "sandbox", "sandbox_protected", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
     from ua_vp.config import Settings
     from ua_vp.missions import Mission
+    from ua_vp.sandbox import Sandbox
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,6 +78,10 @@ class MissionContext:
     Cheap and non-blocking; the worker rate-limits and writes them in batches."""
     log: FilteringBoundLogger
     """structlog logger with ``mission_id``, ``vp_id`` and ``worker_id`` bound."""
+    sandbox: Sandbox | None = None
+    """Where :func:`ua_vp.runtimes.process.run_process` confines the mission's processes; the
+    worker always sets it (backend ``none`` when it runs them unconfined). None means nobody
+    asked for a sandbox: an executor called outside a worker, as in tests."""
 
     @property
     def budget(self) -> dict[str, Any]:

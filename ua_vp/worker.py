@@ -26,6 +26,7 @@ import structlog
 from sqlalchemy.exc import DBAPIError
 from tenacity import AsyncRetrying, retry_if_exception, wait_random_exponential
 
+from ua_vp import sandbox
 from ua_vp.config import Settings
 from ua_vp.errors import GuardViolation, UaVpError
 from ua_vp.missions import Mission, Status
@@ -102,6 +103,8 @@ class Worker:
         self.poll_interval = self.poll_interval or self.settings.poll_interval_seconds
         self.heartbeat_interval = self.heartbeat_interval or self.store.lease_ttl.total_seconds() / 3
         self.executor = self.registry.executor(self.profile)
+        # Probed here so a worker that cannot confine its agent fails at start, not on a mission.
+        self.sandbox = sandbox.for_profile(self.profile, self.registry.policy(self.profile), self.settings)
         self.log = log.bind(vp_id=self.profile.vp_id, worker_id=self.worker_id)
 
     # -- plumbing ----------------------------------------------------------------------
@@ -130,8 +133,16 @@ class Worker:
             vp_id=self.profile.vp_id,
             capacity=self.concurrency,
             lane=self.lane,
+            sandbox=self.sandbox.backend,
         )
-        self.log.info("worker_started", lane=self.lane, capacity=self.concurrency, runtime=self.profile.runtime)
+        self.log.info(
+            "worker_started",
+            lane=self.lane,
+            capacity=self.concurrency,
+            runtime=self.profile.runtime,
+            sandbox=self.sandbox.backend,
+            sandbox_reason=self.sandbox.reason,
+        )
         listener = asyncio.create_task(self._listen()) if self.store.is_postgres and not once else None
         try:
             await self._loop(once)
@@ -276,6 +287,7 @@ class Worker:
                 deadline=deadline,
                 emit=emit,
                 log=mlog,
+                sandbox=self.sandbox,
             )
             outcome = await self.executor.execute(mission, ctx)
             return outcome.to_json(self.profile.runtime), None, Status.COMPLETED

@@ -76,6 +76,8 @@ def test_cancel_over_http_stops_an_in_process_mission_at_once(serve: Serve, tmp_
         UA_VP_EXTERNAL_DISPATCH_ENABLED="0",
         UA_VP_GENERAL_RUNTIME="command",
         UA_VP_COMMAND=f"{sys.executable} {AGENT} {{objective}}",
+        # The agent runs from the checkout and writes its pid outside the workspace: unsandboxed on purpose.
+        UA_VP_SANDBOX="none",
     )
     pidfile = tmp_path / "agent.pid"
     body = {"vp_id": "vp.general.primary", "objective": f"pid:{pidfile} sleep:120"}

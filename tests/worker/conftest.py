@@ -41,6 +41,10 @@ class Workers:
             "UA_VP_LEASE_TTL_SECONDS": str(LEASE),
             "UA_VP_SHUTDOWN_GRACE_SECONDS": "5",
             "UA_VP_LOG_FORMAT": "json",
+            # These tests are about the worker loop: the agent runs from the checkout (hidden by
+            # the sandbox) and writes pid files outside its workspace. tests/sandbox/ runs
+            # workers with the sandbox on.
+            "UA_VP_SANDBOX": "none",
             **extra,
         }
 

@@ -6,6 +6,12 @@ Cancellation (cancel request, lost lease, deadline, shutdown) arrives as
 :class:`asyncio.CancelledError`: the group gets SIGTERM, a short grace, then
 SIGKILL, and the leader is reaped before the error goes on. No exit path leaves
 a member of the group running.
+
+With ``ctx.sandbox`` set (the worker always sets it) the program runs inside the
+mission's sandbox (:mod:`ua_vp.sandbox`). The wrapper is the group leader and the
+sandboxed processes stay in its group, so the same signals reach them; under
+bwrap they also die with their PID namespace when the wrapper does, even ones
+that left the group.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import time
 from collections import deque
@@ -192,6 +199,9 @@ async def _spawn(
     if not ctx.workspace.is_dir():
         # Checked first so a missing cwd is not reported as a missing program.
         raise RuntimeFailed(f"mission workspace {ctx.workspace} does not exist", workspace=str(ctx.workspace))
+    variables = child_env(env)
+    if ctx.sandbox is not None:
+        argv, variables = _sandboxed(argv, ctx, variables, setting)
     try:
         return await asyncio.create_subprocess_exec(
             *argv,
@@ -200,15 +210,46 @@ async def _spawn(
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             start_new_session=True,
-            env=child_env(env),
+            env=variables,
         )
     except (FileNotFoundError, PermissionError) as exc:
-        hint = f"; set {setting} to an executable on PATH or an absolute path" if setting else ""
-        raise ConfigError(
-            f"cannot start {argv[0]!r}: {exc.strerror or exc}{hint}", program=argv[0], setting=setting
-        ) from None
+        raise _cannot_start(argv[0], exc.strerror or str(exc), setting) from None
     except OSError as exc:
         raise RuntimeFailed(f"cannot start {argv[0]!r}: {exc}", program=argv[0]) from None
+
+
+def _sandboxed(
+    argv: Sequence[str], ctx: MissionContext, env: dict[str, str], setting: str | None
+) -> tuple[list[str], dict[str, str]]:
+    """``argv`` and ``env`` wrapped in the mission's sandbox; records which one in a ``sandbox`` event."""
+    assert ctx.sandbox is not None
+    if ctx.sandbox.sandboxed:
+        # Found here, not by the sandbox: a missing program must stay a ConfigError naming
+        # the setting, not a wrapper's exit code.
+        argv = [_find_program(argv[0], ctx, env.get("PATH"), setting), *argv[1:]]
+    command = ctx.sandbox.command(argv, workspace=ctx.workspace, constraints=ctx.mission.constraints)
+    ctx.emit("sandbox", command.record)
+    if not ctx.sandbox.sandboxed:
+        ctx.log.warning("mission_unsandboxed", reason=ctx.sandbox.reason)
+    return command.argv, {**env, **command.env}
+
+
+def _find_program(program: str, ctx: MissionContext, path: str | None, setting: str | None) -> str:
+    found: str | None
+    if os.sep in program:
+        # Relative to the child's working directory, the workspace; an absolute path stays itself.
+        candidate = os.path.join(ctx.workspace, program)
+        found = candidate if os.path.isfile(candidate) and os.access(candidate, os.X_OK) else None
+    else:
+        found = shutil.which(program, path=path)
+    if found is None:
+        raise _cannot_start(program, "not found, or not an executable file", setting)
+    return os.path.abspath(found)
+
+
+def _cannot_start(program: str, why: str, setting: str | None) -> ConfigError:
+    hint = f"; set {setting} to an executable on PATH or an absolute path" if setting else ""
+    return ConfigError(f"cannot start {program!r}: {why}{hint}", program=program, setting=setting)
 
 
 class _OutputMeter:

@@ -1,0 +1,281 @@
+"""A scene for sandbox tests: protected roots holding secrets, a workspace nested in the
+(hidden) state dir as the defaults put it, a handoff root, and an agent that tries to escape.
+
+The agent (``escape_agent.py``) is copied out of the checkout and run with the base
+interpreter, because the sandbox hides the checkout and the virtualenv inside it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import shutil
+import sys
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+
+import ua_vp
+from ua_vp import guard, sandbox
+from ua_vp.config import Settings
+from ua_vp.missions import Mission, Status
+from ua_vp.profiles import MissionContext, Profile
+from ua_vp.runtimes.process import ProcessResult, run_process
+
+HERE = Path(__file__).resolve().parent
+PACKAGE = Path(ua_vp.__file__).resolve().parent
+# The venv's python is a symlink inside the checkout; the file it points to is not.
+PYTHON = os.path.realpath(sys.executable)
+VP = "vp.test.primary"
+
+
+def backend_or_skip(name: sandbox.Backend) -> sandbox.Backend:
+    found = sandbox.probe(name)
+    if not found.works:
+        pytest.skip(f"{name} does not work on this machine: {found.reason}")
+    return name
+
+
+@pytest.fixture
+def auto_backend() -> sandbox.Backend:
+    """What ``auto`` takes here. None working skips locally and fails under CI=true, where
+    .ci/run installs bubblewrap: the default must be shown to confine."""
+    backend, why = sandbox.resolve("auto")
+    if backend == "none":
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"no sandbox backend works on this CI machine: {why}")
+        pytest.skip(why)
+    return backend
+
+
+@pytest.fixture(params=["bwrap", "landlock"])
+def backend(request: pytest.FixtureRequest) -> sandbox.Backend:
+    """Each real backend in turn, skipped with the probe's reason where it cannot work."""
+    return backend_or_skip(request.param)
+
+
+def make_mission(objective: str = "[]", **fields: Any) -> Mission:
+    base: dict[str, Any] = {
+        "mission_id": "m-1",
+        "vp_id": VP,
+        "mission_type": "task",
+        "constraints": {},
+        "budget": {},
+        "status": Status.RUNNING,
+        "priority": 100,
+        "attempt": 1,
+        "max_attempts": 3,
+        "lane": "external",
+    }
+    return Mission(objective=objective, **{**base, **fields})
+
+
+def snapshot(root: Path, skip: Iterable[Path]) -> dict[str, str]:
+    """Every entry under ``root`` (outside ``skip``) with its content hash or link target."""
+    skipped = set(skip)
+    seen: dict[str, str] = {}
+    for folder, dirs, files in os.walk(root):
+        here = Path(folder)
+        dirs[:] = [d for d in dirs if here / d not in skipped]
+        for name in dirs + files:
+            path = here / name
+            if path in skipped:
+                continue
+            rel = str(path.relative_to(root))
+            if path.is_symlink():
+                seen[rel] = f"link -> {os.readlink(path)}"
+            elif path.is_dir():
+                seen[rel] = "dir"
+            else:
+                seen[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return seen
+
+
+def group_members(pgid: int) -> set[int]:
+    """Live (not zombie) processes in process group ``pgid``."""
+    return {pid for pid, (_, group, state) in _processes().items() if group == pgid and state not in "ZX"}
+
+
+def descendants(pid: int) -> set[int]:
+    """Live processes below ``pid``, whatever their group."""
+    table = _processes()
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {p for p, (parent, _, state) in table.items() if parent in frontier and state not in "ZX"} - found
+        found |= frontier
+    return found
+
+
+def alive(pids: Iterable[int]) -> set[int]:
+    table = _processes()
+    return {p for p in pids if p in table and table[p][2] not in "ZX"}
+
+
+def _processes() -> dict[int, tuple[int, int, str]]:
+    table: dict[int, tuple[int, int, str]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            raw = Path(f"/proc/{name}/stat").read_bytes()
+        except OSError:
+            continue
+        fields = raw[raw.rfind(b")") + 2 :].split()
+        table[int(name)] = (int(fields[1]), int(fields[2]), fields[0].decode())
+    return table
+
+
+@dataclass
+class Scene:
+    """Roots on disk, the settings naming them, and a runner for the escape agent."""
+
+    tmp: Path
+    marker: str = field(default_factory=lambda: f"ua-vp-sandbox-{uuid.uuid4().hex[:10]}")
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.state = self.tmp / "state"
+        self.project = self.tmp / "project"  # a protected checkout of our own, with a secret in it
+        self.handoff = self.tmp / "handoff"
+        self.outside = self.tmp / "outside"
+        self.bin = self.tmp / "bin"
+        for folder in (self.state, self.project, self.handoff, self.outside, self.bin):
+            folder.mkdir(parents=True, exist_ok=True)
+        (self.state / "ua_vp.db").write_text("the embedded database\n")
+        (self.state / "secret.txt").write_text("state secret\n")
+        (self.project / ".env").write_text("UA_VP_OPS_TOKEN=project-secret\n")
+        (self.outside / "readable.txt").write_text("anyone may read this\n")
+        self.agent = self.bin / "escape_agent.py"
+        shutil.copy(HERE / "escape_agent.py", self.agent)
+
+    def settings(self, **values: Any) -> Settings:
+        values.setdefault("sandbox", "auto")
+        values.setdefault("protected_roots", [self.project])
+        return Settings(_env_file=None, state_dir=self.state, handoff_root=self.handoff, **values)  # type: ignore[call-arg]
+
+    def profile(self, settings: Settings) -> Profile:
+        return Profile(
+            vp_id=VP,
+            name="TESTER",
+            description="A hard-blocking profile for sandbox tests.",
+            workspace_root=settings.workspace_root("test", None),
+            runtime="command",
+            hard_block=True,
+        )
+
+    def sandbox(self, **values: Any) -> sandbox.Sandbox:
+        settings = self.settings(**values)
+        profile = self.profile(settings)
+        policy = guard.build_policy(profile, settings, extra_protected=[], extra_allowed=[])
+        return sandbox.for_profile(profile, policy, settings)
+
+    @property
+    def workspace(self) -> Path:
+        path = self.state / "workspaces" / "test" / "m-1"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def checkouts(self) -> list[Path]:
+        """The real ua-vp checkout(s) the guard protects (the one these tests run from, if any)."""
+        roots = guard.host_protected_roots(self.settings())
+        return [r for r in roots if r not in (PACKAGE, self.state.resolve(), self.project.resolve())]
+
+    def ctx(self, box: sandbox.Sandbox | None, mission: Mission) -> MissionContext:
+        settings = self.settings()
+        return MissionContext(
+            mission=mission,
+            profile=self.profile(settings),
+            settings=settings,
+            workspace=self.workspace,
+            deadline=None,
+            emit=lambda kind, payload: self.events.append({"kind": kind, **payload}),
+            log=structlog.get_logger("tests.sandbox"),
+            sandbox=box,
+        )
+
+    def argv(self, attempts: list[list[Any]]) -> list[str]:
+        return [PYTHON, str(self.agent), json.dumps(attempts)]
+
+    def run(
+        self, box: sandbox.Sandbox | None, attempts: list[list[Any]], **mission: Any
+    ) -> tuple[list[dict[str, Any]], ProcessResult]:
+        """Run the agent to its end; its report, one dict per attempt, and how it ended."""
+        lines: list[str] = []
+        ctx = self.ctx(box, make_mission(json.dumps(attempts), **mission))
+        proc = asyncio.run(run_process(self.argv(attempts), ctx, on_stdout=lines.append, check=False))
+        return [json.loads(line) for line in lines if line.startswith("{")], proc
+
+    def of_kind(self, kind: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e["kind"] == kind]
+
+    def escape_attempts(self) -> tuple[list[list[Any]], list[Path]]:
+        """Everything a confined mission must not do, and the paths it would have created."""
+        m = self.marker
+        targets = [
+            PACKAGE / f"{m}.txt",  # the installed ua_vp package
+            self.state / f"{m}.txt",  # the state dir
+            self.project / f"{m}.txt",  # a configured protected root
+            Path("/tmp") / f"{m}.txt",  # /tmp, outside the workspace
+            self.outside / f"{m}.txt",  # anywhere else outside the workspace
+            *(checkout / f"{m}.txt" for checkout in self.checkouts()),  # the project checkout
+        ]
+        attempts: list[list[Any]] = [["write", str(t)] for t in targets]
+        attempts += [
+            ["write", str(self.state / "ua_vp.db")],  # change an existing protected file
+            ["link", "into-state", str(self.state)],  # plant a symlink in the workspace...
+            ["write", f"into-state/{m}-via-link.txt"],  # ...and write through it
+            ["read", "into-state/secret.txt"],  # ...and read through it
+            ["read", str(self.state / "secret.txt")],
+            ["read", str(self.project / ".env")],
+        ]
+        return attempts, [*targets, self.state / f"{m}-via-link.txt"]
+
+    def allowed_attempts(self) -> list[list[Any]]:
+        return [
+            ["write", "inside-workspace.txt"],
+            ["write", str(self.handoff / "handed-off.txt")],
+            ["tempfile"],
+            ["read", str(self.outside / "readable.txt")],
+        ]
+
+    def cleanup(self, paths: Iterable[Path]) -> list[Path]:
+        """Remove any of ``paths`` that exist (a sandbox failure must not leave litter); the ones found."""
+        found = [p for p in paths if p.exists() or p.is_symlink()]
+        for p in found:
+            p.unlink()
+        return found
+
+
+@pytest.fixture
+def scene(tmp_path: Path) -> Scene:
+    return Scene(tmp_path)
+
+
+@pytest.fixture
+def listening_port() -> Iterator[int]:
+    """A TCP port on 127.0.0.1 that accepts connections (the backlog does, without accept())."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    yield server.getsockname()[1]
+    server.close()
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)

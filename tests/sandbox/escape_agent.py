@@ -1,0 +1,86 @@
+"""A mission program that tries things and says how each went; the sandbox tests run it for real.
+
+Standard library only: the tests copy it out of the checkout (which the sandbox
+hides) and run it with the base interpreter. Its one argument is a JSON list of
+attempts; each prints one JSON line ``{"op", "target", "ok", "error", "result"}``:
+
+    ["write", PATH]            append a line to PATH (created if missing)
+    ["read", PATH]             read PATH
+    ["list", DIR]              list DIR
+    ["link", NAME, TARGET]     plant symlink NAME -> TARGET in the working directory
+    ["tempfile"]               create a file through tempfile (TMPDIR)
+    ["connect", HOST, PORT]    open a TCP connection
+    ["family", PIDFILE, N]     start N sleeping children, then write "done" to PIDFILE
+    ["setsid", PIDFILE]        start a child in a session of its own, then write "done"
+    ["await", PATH]            wait until PATH exists
+    ["sleep"]                  sleep without end
+    ["flood"]                  print without end
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+
+def attempt(op: str, *args: Any) -> Any:
+    if op == "write":
+        with open(args[0], "a") as f:
+            f.write("written from inside the sandbox\n")
+        return None
+    if op == "read":
+        with open(args[0]) as f:
+            return f.read()
+    if op == "list":
+        return sorted(os.listdir(args[0]))
+    if op == "link":
+        os.symlink(args[1], args[0])
+        return None
+    if op == "tempfile":
+        fd, path = tempfile.mkstemp(prefix="sandboxed-")
+        os.write(fd, b"scratch")
+        os.close(fd)
+        return path
+    if op == "connect":
+        with socket.create_connection((args[0], int(args[1])), timeout=5):
+            return None
+    if op in ("family", "setsid"):
+        n = int(args[1]) if op == "family" else 1
+        sleeper = [sys.executable, "-c", "import time; time.sleep(600)"]
+        for _ in range(n):
+            subprocess.Popen(sleeper, start_new_session=op == "setsid")
+        with open(args[0] + ".tmp", "w") as f:
+            f.write("done")
+        os.replace(args[0] + ".tmp", args[0])
+        return None
+    if op == "await":
+        while not os.path.exists(args[0]):
+            time.sleep(0.01)
+        return None
+    if op == "sleep":
+        while True:
+            time.sleep(60)
+    if op == "flood":
+        while True:
+            print("y" * 4096, flush=True)
+    raise ValueError(f"unknown op {op!r}")
+
+
+def main() -> None:
+    for op, *args in json.loads(sys.argv[1]):
+        line: dict[str, Any] = {"op": op, "target": args[0] if args else None}
+        try:
+            line.update(ok=True, error=None, result=attempt(op, *args))
+        except OSError as exc:
+            line.update(ok=False, error=f"{type(exc).__name__}: {exc.strerror or exc}", result=None)
+        print(json.dumps(line), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,378 @@
+"""The path guard enforced by the operating system: what a mission's processes may touch.
+
+The guard (:mod:`ua_vp.guard`) judges the paths a mission *declares*; a sandbox
+confines what its processes *do*. The policy comes from the same
+:class:`~ua_vp.guard.GuardPolicy` (one source of truth):
+
+- **Writable**: the mission workspace, and the other allowed roots except the
+  profile's workspace root (``UA_VP_HANDOFF_ROOT``, a plugin's allowed roots).
+  Other missions' workspaces are readable, not writable. ``TMPDIR`` points at
+  ``<workspace>/.tmp``, since ``/tmp`` is as read-only as the rest.
+- **Protected roots**: with ``UA_VP_SANDBOX_PROTECTED=hide`` (default) they look
+  empty and read-only; with ``read-only`` they can be read, not changed.
+  Nearest root wins, as in the guard: the default workspaces sit inside the
+  protected state dir and stay writable.
+- **Everything else**: read-only.
+- **Network**: cut when the mission's ``constraints.network`` is ``false`` or
+  one of ``"none"``, ``"off"``, ``"deny"``; a backend that cannot cut it fails
+  the mission rather than run it connected.
+
+Backends (``UA_VP_SANDBOX``; ``auto`` takes the first that works here, probed once):
+
+``bwrap``
+    bubblewrap: a read-only bind of ``/``, fresh ``/dev`` and ``/proc``, the
+    writable roots bound read-write, hidden roots under an empty read-only
+    tmpfs (a hidden file under ``/dev/null``), its own PID and IPC namespaces,
+    every capability dropped, ``--die-with-parent``, ``--unshare-net`` for a
+    mission without network. Not ``--new-session``: the sandboxed processes must
+    stay in the process group :mod:`ua_vp.runtimes.process` signals, and with no
+    controlling terminal and a private ``/dev/pts`` there is no terminal to inject into.
+``landlock``
+    the Linux Landlock LSM, applied by :mod:`ua_vp.sandbox_exec` before it execs
+    the program (its docstring says what is granted and why a wrapper).
+``none``
+    no confinement: each process logs ``mission_unsandboxed`` and records a
+    ``sandbox`` progress event saying so. CODIE with ``UA_VP_HARD_BLOCK_UA_REPO=1``
+    refuses to start with it unless ``UA_VP_ALLOW_UNSANDBOXED=1``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import structlog
+
+from ua_vp.errors import ConfigError, GuardViolation
+
+if TYPE_CHECKING:
+    from ua_vp.config import Settings
+    from ua_vp.guard import GuardPolicy
+    from ua_vp.profiles import Profile
+
+log = structlog.get_logger(__name__)
+
+Backend = Literal["bwrap", "landlock", "none"]
+BACKENDS: tuple[Backend, ...] = ("bwrap", "landlock")
+"""The real backends, strongest first: the order ``auto`` tries them in."""
+SANDBOX_EXEC = Path(__file__).with_name("sandbox_exec.py")
+NO_NETWORK = frozenset({"none", "off", "deny", "false", "no"})
+# Runtimes that never start a process: a profile using one has nothing to sandbox,
+# so a missing backend must not stop it (the offline dry-run demo on a laptop).
+NO_PROCESS_RUNTIMES = frozenset({"dry-run", "openai"})
+TMP_DIR = ".tmp"
+"""``TMPDIR`` of a sandboxed process, inside its workspace (hidden from the artifact list)."""
+PROBE_TIMEOUT = 15.0
+
+
+@dataclass(frozen=True)
+class Probe:
+    """Whether a backend works on this machine, and why (not)."""
+
+    backend: str
+    works: bool
+    reason: str
+
+
+@functools.cache
+def probe(backend: Backend) -> Probe:
+    """Try ``backend`` for real, once per process: a trivial program under the same flags a mission gets."""
+    if backend == "none":
+        return Probe("none", True, "no confinement")
+    if backend == "bwrap":
+        return _probe_bwrap()
+    return _probe_landlock()
+
+
+def _probe_bwrap() -> Probe:
+    binary = _bwrap_binary()
+    if not os.path.isabs(binary):
+        return Probe("bwrap", False, "bwrap is not installed (Debian/Ubuntu: apt-get install bubblewrap)")
+    shell = shutil.which("sh") or "/bin/sh"
+    argv = [binary, *_bwrap_base(network=False), "--tmpfs", "/tmp", "--remount-ro", "/tmp", "--", shell, "-c", ":"]
+    return _run_probe("bwrap", argv, ok=f"{binary}: mount, PID, IPC and network namespaces")
+
+
+def _probe_landlock() -> Probe:
+    from ua_vp import sandbox_exec
+
+    try:
+        abi = sandbox_exec.abi_version()
+    except sandbox_exec.SandboxError as exc:
+        return Probe("landlock", False, str(exc))
+    net = "TCP can be cut" if abi >= 4 else "the network cannot be cut (ABI 4 needed)"
+    return _run_probe("landlock", [*_landlock_prefix(), "--probe"], ok=f"Landlock ABI {abi} enforced; {net}")
+
+
+def _run_probe(backend: str, argv: list[str], *, ok: str) -> Probe:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=PROBE_TIMEOUT, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return Probe(backend, False, f"trial run failed: {exc}")
+    if done.returncode != 0:
+        said = (done.stderr or done.stdout).strip().splitlines()
+        return Probe(backend, False, f"trial run exited {done.returncode}: {said[-1] if said else 'no message'}")
+    return Probe(backend, True, ok)
+
+
+def probe_all() -> dict[str, Probe]:
+    return {b: probe(b) for b in BACKENDS}
+
+
+def resolve(setting: str) -> tuple[Backend, str]:
+    """The backend ``UA_VP_SANDBOX=setting`` means on this machine, and why.
+
+    An explicit backend that does not work is a :class:`ConfigError`; ``auto``
+    with none working resolves to ``none`` (callers decide whether that may run).
+    """
+    if setting == "none":
+        return "none", "UA_VP_SANDBOX=none"
+    if setting in BACKENDS:
+        found = probe(setting)  # type: ignore[arg-type]
+        if not found.works:
+            raise ConfigError(
+                f"UA_VP_SANDBOX={setting} does not work on this machine: {found.reason}; "
+                "use auto to take the strongest backend that does",
+                setting="UA_VP_SANDBOX",
+                backend=setting,
+                reason=found.reason,
+            )
+        return setting, found.reason  # type: ignore[return-value]
+    for backend in BACKENDS:  # in order, so a working bwrap spares the landlock trial run
+        if probe(backend).works:
+            return backend, f"auto: {probe(backend).reason}"
+    why = "; ".join(f"{p.backend}: {p.reason}" for p in map(probe, BACKENDS))
+    return "none", f"auto found no working backend ({why})"
+
+
+def for_profile(profile: Profile, policy: GuardPolicy, settings: Settings) -> Sandbox:
+    """The sandbox a worker runs ``profile``'s processes in; chosen at start-up.
+
+    :class:`ConfigError` when the configured backend cannot work here, or when a
+    hard-blocking profile would run its processes unconfined without
+    ``UA_VP_ALLOW_UNSANDBOXED=1``.
+    """
+    backend, reason = resolve(settings.sandbox)
+    if (
+        backend == "none"
+        and profile.hard_block
+        and not settings.allow_unsandboxed
+        and profile.runtime not in NO_PROCESS_RUNTIMES
+    ):
+        raise ConfigError(
+            f"{profile.name} ({profile.vp_id}) keeps missions off the host's own roots (UA_VP_HARD_BLOCK_UA_REPO=1) "
+            f"and will not run {profile.runtime} processes without a sandbox ({reason}); install bubblewrap or use "
+            "a kernel with Landlock, or set UA_VP_ALLOW_UNSANDBOXED=1 to accept running unconfined",
+            setting="UA_VP_SANDBOX",
+            vp_id=profile.vp_id,
+            reason=reason,
+        )
+    if backend == "none":
+        log.warning("sandbox_disabled", vp_id=profile.vp_id, reason=reason)
+    workspace_root = policy.workspace_root or (policy.allowed[0] if policy.allowed else None)
+    return Sandbox(
+        backend=backend,
+        reason=reason,
+        protected=policy.protected,
+        writable=tuple(root for root in policy.allowed if root != workspace_root),
+        protect=settings.sandbox_protected,
+    )
+
+
+def describe(profile: Profile, settings: Settings) -> str:
+    """One word or phrase for ``ua-vp profiles``: the backend this profile's worker would use here."""
+    try:
+        backend, _ = resolve(settings.sandbox)
+    except ConfigError:
+        return f"{settings.sandbox} (unavailable)"
+    if backend != "none":
+        return backend
+    if profile.runtime in NO_PROCESS_RUNTIMES:
+        return "none (no processes)"
+    if profile.hard_block and not settings.allow_unsandboxed:
+        return "none (refuses to start)"
+    return "none (unsandboxed)"
+
+
+def network_allowed(constraints: Mapping[str, Any]) -> bool:
+    """False when ``constraints.network`` asks for no network."""
+    value = constraints.get("network")
+    if isinstance(value, str):
+        return value.strip().lower() not in NO_NETWORK
+    if isinstance(value, bool | int | float):
+        return bool(value)
+    return True  # absent or null: not asked
+
+
+@dataclass(frozen=True)
+class Command:
+    """A program made ready to run in a sandbox."""
+
+    argv: list[str]
+    env: dict[str, str]
+    """Variables added to the child's environment."""
+    record: dict[str, Any]
+    """What the ``sandbox`` progress event says about it."""
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """One profile's confinement; :meth:`command` applies it to one mission's program."""
+
+    backend: Backend
+    reason: str
+    """Why this backend (the probe's words, or what left it at ``none``)."""
+    protected: tuple[Path, ...] = ()
+    writable: tuple[Path, ...] = ()
+    """Writable besides the mission workspace."""
+    protect: Literal["hide", "read-only"] = "hide"
+
+    @property
+    def sandboxed(self) -> bool:
+        return self.backend != "none"
+
+    def command(self, argv: Sequence[str], *, workspace: Path, constraints: Mapping[str, Any]) -> Command:
+        """``argv`` wrapped for this backend, run in ``workspace``.
+
+        :class:`ConfigError` for a program this sandbox hides; :class:`GuardViolation`
+        (rule ``network_unenforceable``) for a mission without network that this
+        backend cannot cut off.
+        """
+        network = network_allowed(constraints)
+        record: dict[str, Any] = {"backend": self.backend, "sandboxed": self.sandboxed, "network": network}
+        if not self.sandboxed:
+            if not network:
+                self._cannot_cut_network("no sandbox is in use")
+            record["warning"] = f"ran unsandboxed: {self.reason}"
+            return Command(list(argv), {}, record)
+        # The policy's roots are realpaths; the workspace must be one too, or nesting is misjudged.
+        workspace = Path(os.path.realpath(workspace))
+        writable = [workspace, *(root for root in self.writable if root.exists())]
+        protected = [root for root in self.protected if root.exists()]
+        self._check_program(argv[0], protected, writable)
+        tmp = workspace / TMP_DIR
+        tmp.mkdir(exist_ok=True)
+        record.update(protected=self.protect, writable=[str(p) for p in writable])
+        if self.backend == "bwrap":
+            wrapped = self._bwrap_argv(argv, workspace, writable, protected, network)
+        else:
+            wrapped = self._landlock_argv(argv, writable, protected, network)
+        return Command(wrapped, {"TMPDIR": str(tmp)}, record)
+
+    def _bwrap_argv(
+        self, argv: Sequence[str], workspace: Path, writable: list[Path], protected: list[Path], network: bool
+    ) -> list[str]:
+        args = [_bwrap_binary(), *_bwrap_base(network=network)]
+        # Later mounts cover earlier ones below them, so shallow first and, at equal
+        # depth, protected last: the nearest root wins, protected on a tie, as in the guard.
+        mounts = sorted(
+            [(len(p.parts), 0, p) for p in writable] + [(len(p.parts), 1, p) for p in protected],
+            key=lambda m: (m[0], m[1]),
+        )
+        hidden_dirs: list[Path] = []
+        applied: list[tuple[Path, bool]] = []
+        for _, is_protected, path in mounts:
+            under = next((kind for root, kind in reversed(applied) if root == path or root in path.parents), None)
+            # Already treated alike by a mount above it (or, read-only, by the read-only root): no mount.
+            if under == bool(is_protected) or (is_protected and under is None and self.protect == "read-only"):
+                continue
+            applied.append((path, bool(is_protected)))
+            if not is_protected:
+                args += ["--bind", str(path), str(path)]
+            elif self.protect == "read-only":
+                args += ["--ro-bind", str(path), str(path)]
+            elif path.is_dir():
+                args += ["--tmpfs", str(path)]
+                hidden_dirs.append(path)
+            else:
+                args += ["--ro-bind", "/dev/null", str(path)]
+        # Read-only only now: bwrap had to make mount points inside them for nested writable roots.
+        for path in hidden_dirs:
+            args += ["--remount-ro", str(path)]
+        return [*args, "--chdir", str(workspace), "--", *argv]
+
+    def _landlock_argv(
+        self, argv: Sequence[str], writable: list[Path], protected: list[Path], network: bool
+    ) -> list[str]:
+        if not network and not _landlock_cuts_network():
+            self._cannot_cut_network("this kernel's Landlock cannot restrict the network")
+        args = _landlock_prefix()
+        for path in writable:
+            args += ["--write", str(path)]
+        flag = "--hide" if self.protect == "hide" else "--protect"
+        for path in protected:
+            args += [flag, str(path)]
+        if not network:
+            args.append("--no-tcp")
+        return [*args, "--", *argv]
+
+    def _check_program(self, program: str, protected: list[Path], writable: list[Path]) -> None:
+        # A hidden program fails inside the sandbox with a bare "not found"; say why instead.
+        if self.protect != "hide" or not os.path.isabs(program):
+            return
+        # bwrap resolves the path inside its view, where a hidden root is empty: a symlink in one
+        # counts too. Landlock checks only the file that is finally executed.
+        paths = {Path(os.path.realpath(program))}
+        if self.backend == "bwrap":
+            paths.add(Path(os.path.normpath(program)))
+        for path in paths:
+            root = _hidden_by(path, protected, writable)
+            if root is not None:
+                raise ConfigError(
+                    f"{program!r} lies inside protected root {str(root)!r}, which the sandbox hides from missions; "
+                    "install it elsewhere or set UA_VP_SANDBOX_PROTECTED=read-only",
+                    program=program,
+                    root=str(root),
+                )
+
+    def _cannot_cut_network(self, why: str) -> None:
+        raise GuardViolation(
+            f"the mission asks for no network (constraints.network) but {why}; it was not started "
+            "(rule network_unenforceable: use the bwrap backend, or a kernel with Landlock ABI 4)",
+            rule="network_unenforceable",
+            backend=self.backend,
+        )
+
+
+def _hidden_by(path: Path, protected: list[Path], writable: list[Path]) -> Path | None:
+    """The protected root hiding ``path``: the nearest root holding it, protected on a tie."""
+    holders = [(len(r.parts), kind, r) for kind, roots in enumerate((writable, protected)) for r in roots]
+    holders = [h for h in holders if h[2] == path or h[2] in path.parents]
+    if not holders:
+        return None
+    _, kind, root = max(holders, key=lambda h: (h[0], h[1]))
+    return root if kind == 1 else None
+
+
+@functools.cache
+def _bwrap_binary() -> str:
+    return shutil.which("bwrap") or "bwrap"
+
+
+def _bwrap_base(*, network: bool) -> list[str]:
+    args = ["--die-with-parent", "--unshare-pid", "--unshare-ipc", "--cap-drop", "ALL"]
+    if not network:
+        args.append("--unshare-net")
+    return [*args, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+
+
+def _landlock_prefix() -> list[str]:
+    # -I: no PYTHON* variables, no user site, no script folder on sys.path; -S: no site import.
+    return [sys.executable, "-I", "-S", str(SANDBOX_EXEC)]
+
+
+@functools.cache
+def _landlock_cuts_network() -> bool:
+    from ua_vp import sandbox_exec
+
+    try:
+        return sandbox_exec.abi_version() >= 4
+    except sandbox_exec.SandboxError:
+        return False
