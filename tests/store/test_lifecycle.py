@@ -278,3 +278,46 @@ def test_sessions_register_touch_and_go_lost_when_silent(short_lease_store: Miss
     assert store.list_sessions()[0].status == "lost"
     store.touch_session("w1", status="stopped", active_missions=0)
     assert store.list_sessions()[0].status == "stopped"
+
+
+def test_release_gives_a_mission_back_unless_its_cancel_was_asked(store: MissionStore) -> None:
+    kept = store.enqueue(spec("keep me")).mission
+    dropped = store.enqueue(spec("drop me")).mission
+    running = {m.mission_id: m for m in store.claim(kept.vp_id, "draining-worker", limit=2)}
+    store.request_cancel(dropped.mission_id)
+
+    back = store.release(kept.mission_id, running[kept.mission_id].lease_token or "", reason="worker_shutdown")
+    ended = store.release(dropped.mission_id, running[dropped.mission_id].lease_token or "", reason="worker_shutdown")
+
+    assert back is not None and back.status is Status.QUEUED and event_types(store, kept.mission_id)[-1] == "retried"
+    assert ended is not None and ended.status is Status.CANCELLED, "a cancelled mission went back to the queue"
+    assert store.claim(kept.vp_id, "next-worker", limit=2) == [store.get(kept.mission_id)]
+    assert store.release(kept.mission_id, "stale-token", reason="worker_shutdown") is None
+
+
+@pytest.mark.postgres
+def test_a_cancel_racing_a_requeue_is_not_lost(pg_url: str) -> None:
+    import threading
+
+    from sqlalchemy import text
+
+    from ua_vp.store import open_store
+
+    store = open_store(pg_url)
+    m = store.enqueue(spec()).mission
+    store.claim(m.vp_id, "w1")
+    # A reaper that has requeued the row but not committed yet holds its lock...
+    with store.engine.connect() as reaper:
+        tx = reaper.begin()
+        reaper.execute(
+            text("UPDATE vp_missions SET status='queued', lease_token=NULL WHERE mission_id=:id"), {"id": m.mission_id}
+        )
+        answer: list[object] = []
+        asker = threading.Thread(target=lambda: answer.append(store.request_cancel(m.mission_id)))
+        asker.start()
+        time.sleep(0.3)  # ...while the cancel waits on that lock
+        tx.commit()
+        asker.join(timeout=10)
+    (outcome,) = answer
+    assert outcome.changed  # type: ignore[attr-defined]
+    assert store.get(m.mission_id).status is Status.CANCELLED

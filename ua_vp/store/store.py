@@ -354,47 +354,50 @@ class MissionStore:
     def request_cancel(self, mission_id: str, *, reason: str = "requested") -> CancelOutcome:
         """Queued: cancelled at once. Running: flagged for its worker (and NOTIFY).
         Terminal or already flagged: returned unchanged."""
+        queued = missions.c.status == Status.QUEUED.value
+        # One statement for both cases: should a reaper move the mission from running
+        # back to queued meanwhile, PostgreSQL re-checks the WHERE and the CASE on the
+        # row as it is now, so the cancel is never lost between two statements.
+        stmt = (
+            update(missions)
+            .where(
+                missions.c.mission_id == mission_id,
+                missions.c.status.in_([Status.QUEUED.value, Status.RUNNING.value]),
+                missions.c.cancel_requested_at.is_(None),
+            )
+            .values(
+                status=case((queued, Status.CANCELLED.value), else_=missions.c.status),
+                cancel_requested_at=self._now(),
+                finished_at=case((queued, self._now()), else_=missions.c.finished_at),
+            )
+            .returning(*missions.c)
+        )
         with self._tx() as conn:
-            row = conn.execute(
-                update(missions)
-                .where(missions.c.mission_id == mission_id, missions.c.status == Status.QUEUED.value)
-                .values(
-                    status=Status.CANCELLED.value,
-                    cancel_requested_at=self._now(),
-                    finished_at=self._now(),
-                    error={"code": "cancelled", "message": f"cancelled before it started ({reason})"},
-                )
-                .returning(*missions.c)
-            ).first()
-            if row is not None:
-                mission = _mission(row)
-                self._write_events(
-                    conn,
-                    [
-                        self._event_row(mission, Event.CANCEL_REQUESTED, {"reason": reason}),
-                        self._event_row(mission, Event.CANCELLED, {"reason": reason, "was": "queued"}),
-                    ],
-                )
-                return CancelOutcome(mission, changed=True)
-            row = conn.execute(
-                update(missions)
-                .where(
-                    missions.c.mission_id == mission_id,
-                    missions.c.status == Status.RUNNING.value,
-                    missions.c.cancel_requested_at.is_(None),
-                )
-                .values(cancel_requested_at=self._now())
-                .returning(*missions.c)
-            ).first()
-            if row is not None:
-                mission = _mission(row)
-                self._write_events(conn, [self._event_row(mission, Event.CANCEL_REQUESTED, {"reason": reason})])
+            row = conn.execute(stmt).first()
+            if row is None:
+                existing = conn.execute(select(missions).where(missions.c.mission_id == mission_id)).first()
+                if existing is None:
+                    raise MissionNotFound(f"no mission with id {mission_id!r}", mission_id=mission_id)
+                return CancelOutcome(_mission(existing), changed=False)
+            mission = _mission(row)
+            asked = self._event_row(mission, Event.CANCEL_REQUESTED, {"reason": reason})
+            if mission.status is Status.RUNNING:
+                self._write_events(conn, [asked])
                 self._notify(conn, "cancel", mission.vp_id, mission.mission_id)
                 return CancelOutcome(mission, changed=True)
-            existing = conn.execute(select(missions).where(missions.c.mission_id == mission_id)).first()
-        if existing is None:
-            raise MissionNotFound(f"no mission with id {mission_id!r}", mission_id=mission_id)
-        return CancelOutcome(_mission(existing), changed=False)
+            error = {"code": "cancelled", "message": f"cancelled before it started ({reason})"}
+            mission = _mission(
+                conn.execute(
+                    update(missions)
+                    .where(missions.c.mission_id == mission_id)
+                    .values(error=error)
+                    .returning(*missions.c)
+                ).one()
+            )
+            self._write_events(
+                conn, [asked, self._event_row(mission, Event.CANCELLED, {"reason": reason, "was": "queued"})]
+            )
+            return CancelOutcome(mission, changed=True)
 
     # -- finalize ----------------------------------------------------------------------
     def finalize(
@@ -450,50 +453,17 @@ class MissionStore:
         return mission
 
     def release(self, mission_id: str, lease_token: str, *, reason: str) -> Mission | None:
-        """Give a running mission back to the queue now (a draining worker's grace ran
-        out), instead of making it wait for its lease to expire. Fenced like finalize;
-        a mission out of attempts fails as a reaped one would."""
-        exhausted = missions.c.attempt >= missions.c.max_attempts
-        stmt = (
-            update(missions)
-            .where(
-                missions.c.mission_id == mission_id,
-                missions.c.lease_token == lease_token,
-                missions.c.status == Status.RUNNING.value,
-            )
-            .values(
-                status=case((exhausted, Status.FAILED.value), else_=Status.QUEUED.value),
-                worker_id=None,
-                lease_token=None,
-                lease_expires_at=None,
-                finished_at=case((exhausted, self._now()), else_=None),
-            )
-            .returning(*missions.c)
+        """Give a running mission back now (a draining worker's grace ran out) instead of
+        making it wait for its lease to expire. Fenced like finalize; ends as a reaped
+        mission would: cancelled if cancel was asked, failed if out of attempts."""
+        mine = and_(
+            missions.c.mission_id == mission_id,
+            missions.c.lease_token == lease_token,
+            missions.c.status == Status.RUNNING.value,
         )
         with self._tx() as conn:
-            row = conn.execute(stmt).first()
-            if row is None:
-                return None
-            mission = _mission(row)
-            if mission.status is Status.QUEUED:
-                self._write_events(
-                    conn, [self._event_row(mission, Event.RETRIED, {"reason": reason, "attempt": mission.attempt})]
-                )
-                self._notify(conn, "queued", mission.vp_id, mission.mission_id)
-                return mission
-            error = {"code": reason, "message": f"released by its worker ({reason}) with no attempts left"}
-            mission = _mission(
-                conn.execute(
-                    update(missions)
-                    .where(missions.c.mission_id == mission_id)
-                    .values(error=error)
-                    .returning(*missions.c)
-                ).one()
-            )
-            self._write_events(
-                conn, [self._event_row(mission, Event.FAILED, {"error": error, "attempt": mission.attempt})]
-            )
-            return mission
+            out = self._give_back(conn, mine, reason=reason, why=f"released by its worker ({reason})")
+        return out[0] if out else None
 
     def add_progress(self, mission_id: str, lease_token: str, payloads: Iterable[dict[str, Any]]) -> bool:
         """Record progress events while the lease is held; False (nothing written) otherwise."""
@@ -527,7 +497,6 @@ class MissionStore:
         the race keeps its mission.
         """
         expired = and_(missions.c.status == Status.RUNNING.value, missions.c.lease_expires_at < self._now())
-        out: list[Mission] = []
         with self._tx() as conn:
             victims = (
                 select(missions.c.mission_id)
@@ -538,54 +507,49 @@ class MissionStore:
                 .cte("victims")
                 .prefix_with("MATERIALIZED")
             )
-            cancelled = missions.c.cancel_requested_at.is_not(None)
-            exhausted = missions.c.attempt >= missions.c.max_attempts
-            stmt = (
-                update(missions)
-                .where(missions.c.mission_id == victims.c.mission_id, expired)
-                .values(
-                    status=case(
-                        (cancelled, Status.CANCELLED.value),
-                        (exhausted, Status.FAILED.value),
-                        else_=Status.QUEUED.value,
-                    ),
-                    worker_id=None,
-                    lease_token=None,
-                    lease_expires_at=None,
-                    finished_at=case((cancelled | exhausted, self._now()), else_=None),
-                )
-                .returning(*missions.c)
+            chosen = and_(missions.c.mission_id == victims.c.mission_id, expired)
+            return self._give_back(conn, chosen, reason="lease_expired", why="the worker's lease expired")
+
+    def _give_back(self, conn: Connection, chosen: ColumnElement[bool], *, reason: str, why: str) -> list[Mission]:
+        """Take the ``chosen`` running missions away from their worker: cancelled when
+        cancel was asked (never back to the queue), failed with code ``reason`` when out
+        of attempts, queued again otherwise. Writes the errors and events."""
+        cancelled = missions.c.cancel_requested_at.is_not(None)
+        exhausted = missions.c.attempt >= missions.c.max_attempts
+        stmt = (
+            update(missions)
+            .where(chosen)
+            .values(
+                status=case(
+                    (cancelled, Status.CANCELLED.value), (exhausted, Status.FAILED.value), else_=Status.QUEUED.value
+                ),
+                worker_id=None,
+                lease_token=None,
+                lease_expires_at=None,
+                finished_at=case((cancelled | exhausted, self._now()), else_=None),
             )
-            rows = [_mission(r) for r in conn.execute(stmt)]
-            event_rows = []
-            for m in rows:
-                # The JSON error is written per outcome here rather than in a CASE,
-                # which would need backend-specific JSON literals.
-                if m.status is Status.QUEUED:
-                    event_rows.append(
-                        self._event_row(m, Event.RETRIED, {"reason": "lease_expired", "attempt": m.attempt})
-                    )
-                    out.append(m)
-                    continue
-                if m.status is Status.CANCELLED:
-                    error = {"code": "cancelled", "message": "cancelled; its worker stopped answering"}
-                else:
-                    error = {
-                        "code": "lease_expired",
-                        "message": f"the worker's lease expired on attempt {m.attempt} of {m.max_attempts}",
-                    }
-                final = conn.execute(
-                    update(missions)
-                    .where(missions.c.mission_id == m.mission_id)
-                    .values(error=error)
-                    .returning(*missions.c)
-                ).one()
-                out.append(_mission(final))
-                event_rows.append(self._event_row(m, FINAL_EVENT[m.status], {"error": error, "attempt": m.attempt}))
-            self._write_events(conn, event_rows)
-            for m in out:
-                if m.status is Status.QUEUED:
-                    self._notify(conn, "queued", m.vp_id, m.mission_id)
+            .returning(*missions.c)
+        )
+        out: list[Mission] = []
+        event_rows = []
+        for m in [_mission(r) for r in conn.execute(stmt)]:
+            if m.status is Status.QUEUED:
+                event_rows.append(self._event_row(m, Event.RETRIED, {"reason": reason, "attempt": m.attempt}))
+                self._notify(conn, "queued", m.vp_id, m.mission_id)
+                out.append(m)
+                continue
+            # The JSON error is set per outcome here rather than in the CASE above,
+            # which would need backend-specific JSON literals.
+            if m.status is Status.CANCELLED:
+                error = {"code": "cancelled", "message": f"cancelled; {why} before it finished"}
+            else:
+                error = {"code": reason, "message": f"{why} on attempt {m.attempt} of {m.max_attempts}"}
+            final = conn.execute(
+                update(missions).where(missions.c.mission_id == m.mission_id).values(error=error).returning(*missions.c)
+            ).one()
+            out.append(_mission(final))
+            event_rows.append(self._event_row(m, FINAL_EVENT[m.status], {"error": error, "attempt": m.attempt}))
+        self._write_events(conn, event_rows)
         return out
 
     # -- reads -----------------------------------------------------------------------------
