@@ -34,6 +34,9 @@ def make(**kw: object) -> MissionSpec:
         ({"idempotency_key": ""}, "idempotency_key"),
         ({"max_attempts": 0}, "max_attempts"),
         ({"objective": "nul \x00 inside"}, "objective"),
+        ({"budget": {"max_seconds": 10**400}}, "budget"),
+        ({"budget": {"max_tokens": float("inf")}}, "budget"),
+        ({"constraints": {"weight": float("nan")}}, "constraints"),
         ({"constraints": {"notes": ["fine", "lone \ud800 surrogate"]}}, "constraints"),
     ],
 )
@@ -99,3 +102,13 @@ def test_dotenv_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> No
     monkeypatch.chdir(tmp_path)  # type: ignore[arg-type]
     Path(".env").write_text("UA_VP_MAX_CONCURRENT_MISSIONS=7\n")
     assert load_settings().max_concurrent_missions == 7
+
+
+def test_empty_values_mean_unset_as_in_a_copied_env_sample(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
+    from pathlib import Path
+
+    monkeypatch.chdir(tmp_path)  # type: ignore[arg-type]
+    Path(".env").write_text((Path(__file__).resolve().parent.parent / ".env.sample").read_text())
+    s = load_settings()
+    assert s.ops_token is None, "an empty UA_VP_OPS_TOKEN must not become an empty token"
+    assert s.handoff_root is None and s.coder_workspace_root is None and s.database_url is None

@@ -150,3 +150,11 @@ def test_the_script_without_a_vp_id_explains_itself() -> None:
     script = Path(__file__).resolve().parent.parent / "scripts" / "start_vp_worker.sh"
     out = subprocess.run([str(script)], capture_output=True, text=True, timeout=10)
     assert out.returncode == 2 and "usage:" in out.stderr
+
+
+def test_cli_refuses_nan_and_reports_an_unreachable_database_in_one_line(tmp_path: Path) -> None:
+    nan = run_cli(tmp_path, "dispatch", "vp.general.primary", "x", "--budget", '{"max_seconds": NaN}')
+    assert nan.returncode == 2 and nan.stderr.startswith("error [invalid_request]: --budget contains NaN")
+    down = run_cli(tmp_path, "missions", UA_VP_DATABASE_URL="postgresql://nobody@127.0.0.1:1/nothing")
+    assert down.returncode == 2 and down.stderr.startswith("error [database_unavailable]:"), down.stderr
+    assert "Traceback" not in down.stderr

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
+from sqlalchemy.exc import DBAPIError
 
 from ua_vp.config import Settings, load_settings
 from ua_vp.errors import InvalidRequest, UaVpError
@@ -67,8 +68,12 @@ pass_state = click.make_pass_decorator(State)
 def _json_arg(name: str, raw: str | None) -> Any:
     if raw is None:
         return None
+
+    def refuse(constant: str) -> Any:
+        raise InvalidRequest(f"--{name} contains {constant}, which is not JSON; use a number")
+
     try:
-        return json.loads(raw)
+        return json.loads(raw, parse_constant=refuse)
     except json.JSONDecodeError as exc:
         raise InvalidRequest(f"--{name} is not valid JSON ({exc.msg} at position {exc.pos}): {raw!r}") from None
 
@@ -353,6 +358,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         cli.main(args=argv, prog_name="ua-vp", standalone_mode=False)
     except UaVpError as exc:
         click.echo(f"error [{exc.code}]: {exc.message}", err=True)
+        sys.exit(2)
+    except DBAPIError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+        click.echo(f"error [database_unavailable]: {reason} (check UA_VP_DATABASE_URL)", err=True)
         sys.exit(2)
     except click.exceptions.Abort:
         sys.exit(130)

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
         env_file_encoding="utf-8",
         extra="ignore",
         validate_default=True,
+        # `UA_VP_OPS_TOKEN=` (as in a copied .env.sample) means unset, not an empty
+        # token that an empty Bearer header would match, nor the current directory.
+        env_ignore_empty=True,
     )
 
     # --- where things live -------------------------------------------------

@@ -63,7 +63,10 @@ FINAL_EVENT = {
 }
 
 REPLY_MODES = frozenset({"async", "sync", "none"})
-BUDGET_KEYS = frozenset({"max_seconds", "max_tokens", "max_output_bytes"})
+# Upper bounds keep every budget a finite number the worker can compute with
+# (a 400-digit max_seconds once overflowed float() inside the worker).
+BUDGET_LIMITS = {"max_seconds": 30 * 86_400, "max_tokens": 10**9, "max_output_bytes": 10**12}
+BUDGET_KEYS = frozenset(BUDGET_LIMITS)
 LANES = frozenset({"in_process", "external"})
 
 MAX_OBJECTIVE_CHARS = 20_000
@@ -133,8 +136,11 @@ def _validate_budget(budget: dict[str, Any]) -> dict[str, Any]:
             field="budget",
         )
     for key, value in budget.items():
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise InvalidRequest(f"budget.{key} must be a positive number, got {value!r}", field="budget")
+        limit = BUDGET_LIMITS[key]
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= limit:
+            raise InvalidRequest(
+                f"budget.{key} must be a number above 0 and at most {limit}, got {value!r}", field="budget"
+            )
     return budget
 
 
@@ -190,7 +196,8 @@ class MissionSpec:
         constraints = _require_object("constraints", kwargs.get("constraints"))
         budget = _validate_budget(_require_object("budget", kwargs.get("budget")))
         try:
-            json.dumps(constraints)
+            # allow_nan=False: NaN and Infinity are not JSON; PostgreSQL refuses them.
+            json.dumps(constraints, allow_nan=False)
         except (TypeError, ValueError) as exc:
             raise InvalidRequest(f"constraints must be JSON-serialisable: {exc}", field="constraints") from None
         return cls(

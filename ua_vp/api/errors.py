@@ -115,6 +115,12 @@ def _database_error(request: Request[Any, Any, Any], exc: DBAPIError) -> Respons
     return _unexpected(request, exc)
 
 
+def _too_deep(request: Request[Any, Any, Any], exc: RecursionError) -> Response[ErrorBody]:
+    # msgspec decodes nested JSON recursively; a body nested thousands deep is the
+    # caller's doing, not a server fault.
+    return error_response(400, "invalid_request", "the request body is nested too deeply")
+
+
 def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
     log.exception("unhandled_error", path=request.url.path, method=request.method, error_type=type(exc).__name__)
     return error_response(500, "internal_error", "internal error; the server log has the details")
@@ -126,5 +132,6 @@ def exception_handlers() -> ExceptionHandlersMap:
         UaVpError: _ua_vp_error,
         HTTPException: _http_error,
         DBAPIError: _database_error,
+        RecursionError: _too_deep,
         Exception: _unexpected,
     }
