@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import structlog
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, ProgrammingError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from tenacity import AsyncRetrying, retry_if_exception, wait_random_exponential
 
 from ua_vp import sandbox
@@ -44,12 +45,12 @@ PROGRESS_MAX_PER_FLUSH = 50
 
 
 def _is_transient(exc: BaseException) -> bool:
-    # Lost connections, restarts, failovers, SQLite busy: all DBAPIErrors that
-    # a retry on a fresh connection can fix. Integrity or programming errors
-    # would fail again, so they are not retried.
-    from sqlalchemy.exc import IntegrityError, ProgrammingError
-
-    return isinstance(exc, DBAPIError) and not isinstance(exc, IntegrityError | ProgrammingError)
+    # Lost connections, restarts, failovers, SQLite busy, an exhausted pool: a retry
+    # on a fresh connection can fix them. Integrity, programming and data errors
+    # would fail the same way forever, so they are not retried.
+    if isinstance(exc, PoolTimeout):
+        return True
+    return isinstance(exc, DBAPIError) and not isinstance(exc, IntegrityError | ProgrammingError | DataError)
 
 
 def _log_retry(state: Any) -> None:
@@ -68,16 +69,13 @@ DB_RETRY = {
 }
 
 
-class Stop(Exception):
-    """Why a running mission's execution was cancelled."""
-
-
 @dataclass
 class Running:
     mission: Mission
     task: asyncio.Task[None] = field(init=False)
     stop_reason: str | None = None
-    """Set before the execution is cancelled: cancelled | lease_lost | budget_exceeded | shutdown."""
+    """Set before the execution is cancelled: cancelled | lease_lost | budget_exceeded |
+    shutdown | supervisor_failed; ``finishing`` once it ended, so nothing cancels the finalize."""
     progress: list[dict[str, Any]] = field(default_factory=list)
     dropped: int = 0
 
@@ -108,9 +106,12 @@ class Worker:
         self.log = log.bind(vp_id=self.profile.vp_id, worker_id=self.worker_id)
 
     # -- plumbing ----------------------------------------------------------------------
-    async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run a blocking store call off the event loop, retried while the database is away."""
-        async for attempt in AsyncRetrying(**DB_RETRY):  # type: ignore[arg-type]
+    async def _db(self, fn: Callable[..., T], *args: Any, until_stopping: bool = False, **kwargs: Any) -> T:
+        """Run a blocking store call off the event loop, retried while the database is away.
+        ``until_stopping``: give up (raising the last error) once the worker is told to stop,
+        so SIGTERM during an outage still ends the main loop."""
+        policy = dict(DB_RETRY, stop=lambda _s: self._stopping.is_set()) if until_stopping else DB_RETRY
+        async for attempt in AsyncRetrying(**policy):  # type: ignore[arg-type]
             with attempt:
                 return await asyncio.to_thread(fn, *args, **kwargs)
         raise AssertionError("unreachable")
@@ -145,15 +146,27 @@ class Worker:
         )
         listener = asyncio.create_task(self._listen()) if self.store.is_postgres and not once else None
         try:
-            await self._loop(once)
+            try:
+                await self._loop(once)
+            except DBAPIError:
+                if not self._stopping.is_set():
+                    raise
+                self.log.warning("stopped_during_database_outage")
             await self._drain()
         finally:
             if listener:
                 listener.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
                     await listener
-            await self._db(self.store.touch_session, self.worker_id, status="stopped", active_missions=0)
+            await self._mark_stopped()
             self.log.info("worker_stopped")
+
+    async def _mark_stopped(self) -> None:
+        # Best effort and bounded: a session left "idle" shows as lost after a lease TTL.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(
+                asyncio.to_thread(self.store.touch_session, self.worker_id, status="stopped", active_missions=0), 10
+            )
 
     async def _loop(self, once: bool) -> None:
         assert self.poll_interval is not None
@@ -165,16 +178,24 @@ class Worker:
             # Reaping and the session row are housekeeping: at most once per poll
             # interval, never once per mission on the hot path.
             if now >= next_reap:
-                await self._db(self.store.reap)
+                await self._db(self.store.reap, until_stopping=True)
                 next_reap = now + self.poll_interval
             free = self.concurrency - len(self.running)
-            claimed = await self._db(self.store.claim, self.profile.vp_id, self.worker_id, free) if free > 0 else []
+            claimed = (
+                await self._db(self.store.claim, self.profile.vp_id, self.worker_id, free, until_stopping=True)
+                if free > 0
+                else []
+            )
             for mission in claimed:
                 self._start(mission)
             state = "busy" if self.running else "idle"
             if state != last_state or now >= next_touch:
                 await self._db(
-                    self.store.touch_session, self.worker_id, status=state, active_missions=len(self.running)
+                    self.store.touch_session,
+                    self.worker_id,
+                    status=state,
+                    active_missions=len(self.running),
+                    until_stopping=True,
                 )
                 last_state, next_touch = state, now + self.poll_interval
             if once and not claimed and not self.running:
@@ -215,7 +236,11 @@ class Worker:
         run = self.running[mission.mission_id] = Running(mission)
         # The task starts on the next loop turn, after run.task is set.
         run.task = asyncio.create_task(self._run_mission(run), name=f"mission:{mission.mission_id}")
-        run.task.add_done_callback(lambda _t: self.running.pop(mission.mission_id, None))
+        # Only our own entry: the same mission may be ours again by now (lost, reaped,
+        # re-claimed by this very worker), and that newer run must stay counted.
+        run.task.add_done_callback(
+            lambda _t: self.running.pop(mission.mission_id) if self.running.get(mission.mission_id) is run else None
+        )
 
     def _interrupt(self, run: Running, reason: str) -> None:
         if run.stop_reason is None:
@@ -228,9 +253,12 @@ class Worker:
         token = mission.lease_token or ""
         mlog.info("mission_started")
         supervisor = asyncio.create_task(self._supervise(run, token))
+        supervisor.add_done_callback(lambda t: self._supervisor_ended(run, t, mlog))
         status, result, error = Status.FAILED, None, None
         try:
             result, error, status = await self._execute(run, mlog)
+            # From here on nothing may cancel us: the outcome must be written.
+            run.stop_reason = run.stop_reason or "finishing"
         except asyncio.CancelledError:
             reason = run.stop_reason
             if reason == "cancelled":
@@ -246,14 +274,16 @@ class Worker:
                 await self._db(self.store.release, mission.mission_id, token, reason="worker_shutdown")
                 mlog.warning("mission_released", reason=reason)
                 return
-            elif reason == "lease_lost":
-                mlog.warning("mission_abandoned_lease_lost")  # someone else owns it now
+            elif reason in ("lease_lost", "supervisor_failed"):
+                # lease_lost: someone else owns it now. supervisor_failed: without
+                # heartbeats the lease runs out and the reaper gives it to another worker.
+                mlog.warning("mission_abandoned", reason=reason)
                 return
             else:
                 raise
         finally:
             supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await supervisor
         await self._flush(run, token)
         done = await self._db(self.store.finalize, mission.mission_id, token, status, result=result, error=error)
@@ -303,6 +333,11 @@ class Worker:
             mlog.exception("executor_crashed")
             return None, {"code": "executor_error", "message": f"{type(exc).__name__}: {exc}"}, Status.FAILED
 
+    def _supervisor_ended(self, run: Running, task: asyncio.Task[None], mlog: Any) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            mlog.error("supervisor_failed", error=repr(task.exception()))
+            self._interrupt(run, "supervisor_failed")
+
     async def _supervise(self, run: Running, token: str) -> None:
         """Heartbeat every TTL/3, flush progress, enforce the time budget."""
         assert self.heartbeat_interval is not None
@@ -348,10 +383,23 @@ class Worker:
         url = self.store.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
         async for attempt in AsyncRetrying(
             retry=retry_if_exception(lambda e: isinstance(e, psycopg.Error)),
+            before_sleep=lambda s: self.log.warning(
+                "listen_reconnecting", error=repr(s.outcome and s.outcome.exception())
+            ),
             wait=wait_random_exponential(multiplier=0.2, max=5.0),
         ):
             with attempt:
-                async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+                # Keepalives: a half-open connection (a partition, a dead host) is
+                # noticed within about a minute instead of blocking notifies() forever.
+                async with await psycopg.AsyncConnection.connect(
+                    url,
+                    autocommit=True,
+                    connect_timeout=10,
+                    keepalives=1,
+                    keepalives_idle=30,
+                    keepalives_interval=10,
+                    keepalives_count=3,
+                ) as conn:
                     await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
                     # Anything queued while we were not listening is caught now.
                     self.wake()

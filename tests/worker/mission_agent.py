@@ -3,6 +3,7 @@
 Its one argument is the mission objective, a list of steps:
     "pid:/tmp/x say:hello sleep:2 say:done"   write own pid, print, sleep, print
     "fail:3"                                  exit 3
+    "nul"                                     print a line with a NUL byte
 Every step prints a line, so the worker records progress events.
 """
 
@@ -25,6 +26,8 @@ for step in sys.argv[1].split():
     elif verb == "sleep":
         time.sleep(float(arg))
         print(f"slept {arg}", flush=True)
+    elif verb == "nul":
+        print("a\x00b", flush=True)  # PostgreSQL cannot store NUL in text or JSON
     elif verb == "fail":
         print("failing on purpose", file=sys.stderr, flush=True)
         sys.exit(int(arg))

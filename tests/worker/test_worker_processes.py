@@ -36,6 +36,17 @@ def test_a_dispatched_mission_completes_with_its_events_in_order(workers: Worker
     assert session.status in ("idle", "busy") and session.capacity == 1
 
 
+def test_agent_output_the_database_cannot_store_is_cleaned_not_retried_forever(
+    workers: Workers, wstore: MissionStore
+) -> None:
+    m = dispatch(wstore, "nul say:after")
+    workers.start("--once")
+    wait_until(lambda: wstore.get(m.mission_id).status.terminal, timeout=30, what="completion", logs=workers.logs)
+    assert wstore.get(m.mission_id).status is Status.COMPLETED
+    lines = [e.payload.get("line") for e in wstore.events(m.mission_id) if e.event_type == "vp.mission.progress"]
+    assert "a\ufffdb" in lines and "after" in lines
+
+
 def test_the_worker_records_an_agent_failure_and_never_leaves_it_running(
     workers: Workers, wstore: MissionStore
 ) -> None:

@@ -37,7 +37,15 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     # No pool_pre_ping: it would add a round trip to every claim. A dropped
     # connection fails the statement, the pool invalidates it, and the caller's
     # tenacity policy retries on a fresh one.
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
+    # connect_timeout: a partitioned network fails fast into that retry instead of
+    # hanging a connect for minutes.
+    return create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_recycle=1800,
+        connect_args={"connect_timeout": 10},
+    )
 
 
 def _sqlite_engine(url: str) -> Engine:

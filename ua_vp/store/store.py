@@ -58,6 +58,25 @@ _MISSION_COLUMNS = tuple(f.name for f in fields(Mission))
 _TIMESTAMPS = ("lease_expires_at", "cancel_requested_at", "created_at", "started_at", "finished_at")
 
 
+def storable_json(value: Any) -> Any:
+    """What agents print goes into JSON columns: PostgreSQL refuses NUL in text and
+    nothing can encode a lone surrogate (undecodable file names). Replace both rather
+    than let one odd byte make a finalize fail forever."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            value = value.replace("\x00", "\ufffd")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            value = value.encode("utf-8", "replace").decode("utf-8")
+        return value
+    if isinstance(value, dict):
+        return {storable_json(k): storable_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable_json(v) for v in value]
+    return value
+
+
 def _mission(row: Row[Any]) -> Mission:
     m = row._mapping
     values = {name: m[name] for name in _MISSION_COLUMNS}
@@ -413,6 +432,7 @@ class MissionStore:
         reaped (and perhaps re-claimed by another) gets None and nothing is written."""
         if status not in TERMINAL:
             raise InvalidRequest(f"finalize needs a terminal status, got {status.value!r}")
+        result, error = storable_json(result), storable_json(error)
         if self.is_postgres:
             rows = self._one_statement(
                 pg_sql.FINALIZE,
@@ -467,14 +487,18 @@ class MissionStore:
 
     def add_progress(self, mission_id: str, lease_token: str, payloads: Iterable[dict[str, Any]]) -> bool:
         """Record progress events while the lease is held; False (nothing written) otherwise."""
-        payloads = list(payloads)
+        payloads = [storable_json(p) for p in payloads]
         with self._tx() as conn:
             row = conn.execute(
-                select(missions.c.vp_id).where(
+                select(missions.c.vp_id)
+                .where(
                     missions.c.mission_id == mission_id,
                     missions.c.lease_token == lease_token,
                     missions.c.status == Status.RUNNING.value,
                 )
+                # FOR SHARE: a reap or finalize cannot commit between this check and
+                # the insert below, so no progress lands after the final event.
+                .with_for_update(read=True)
             ).first()
             if row is None:
                 return False
