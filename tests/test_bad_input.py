@@ -67,6 +67,7 @@ def test_statuses_parse_from_a_comma_list_or_all() -> None:
         ("UA_VP_DATABASE_URL", "not a url", "not a database URL"),
         ("UA_VP_DATABASE_URL", "mysql://u@h/db", "not supported"),
         ("UA_VP_PORT", "99999", "less than or equal to 65535"),
+        ("UA_VP_POLL_INTERVAL_SECONDS", "100", "must be at most half of UA_VP_LEASE_TTL_SECONDS"),
     ],
 )
 def test_a_bad_setting_fails_naming_the_variable(

@@ -153,6 +153,17 @@ class Settings(BaseSettings):
         return value.strip()
 
     @model_validator(mode="after")
+    def _poll_within_lease(self) -> Settings:
+        # An idle worker updates its session once per poll; sessions silent for a
+        # lease TTL are reported lost, so a poll that long would mislabel live workers.
+        if self.poll_interval_seconds * 2 > self.lease_ttl_seconds:
+            raise ValueError(
+                f"UA_VP_POLL_INTERVAL_SECONDS ({self.poll_interval_seconds:g}) must be at most half of "
+                f"UA_VP_LEASE_TTL_SECONDS ({self.lease_ttl_seconds:g})"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _expand_paths(self) -> Settings:
         self.state_dir = self.state_dir.expanduser()
         if self.handoff_root is not None:
@@ -189,8 +200,10 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            name = ENV_PREFIX + "_".join(str(p) for p in err["loc"] if isinstance(p, str)).upper()
+            field = "_".join(str(p) for p in err["loc"] if isinstance(p, str)).upper()
             given = err.get("input")
             shown = "" if isinstance(given, dict) else f" (got {given!r})"
-            problems.append(f"{name}: {err['msg']}{shown}")
+            # Checks across fields (no loc) name their variables in the message itself.
+            message = err["msg"].removeprefix("Value error, ")
+            problems.append(f"{ENV_PREFIX}{field}: {message}{shown}" if field else message)
         raise ConfigError("invalid settings: " + "; ".join(problems), problems=problems) from None

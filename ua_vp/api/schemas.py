@@ -98,6 +98,7 @@ class SessionView(Schema):
     active_missions: int
     started_at: str
     last_seen_at: str
+    sandbox: str | None = None
 
 
 class DispatchResponse(Schema):

@@ -296,11 +296,9 @@ class MissionStore:
     def claim(self, vp_id: str, worker_id: str, limit: int = 1) -> list[Mission]:
         """Take up to ``limit`` queued missions of ``vp_id``: lower priority first, then oldest.
 
-        One statement picks and updates. On PostgreSQL the inner SELECT locks
-        with SKIP LOCKED, so concurrent claimers each take different rows without
-        waiting for one another; it walks ``ix_vp_missions_queue`` (partial, queued
-        rows only) in index order. On SQLite, BEGIN IMMEDIATE already serialises
-        writers, and FOR UPDATE is simply not rendered.
+        PostgreSQL runs ``pg_sql.CLAIM`` (one statement: SKIP LOCKED pick, update,
+        started events). SQLite runs the same shape below inside BEGIN IMMEDIATE,
+        which already serialises writers, so it needs no row locks.
         """
         if not 1 <= limit <= MAX_CLAIM_BATCH:
             raise InvalidRequest(f"claim limit must be from 1 to {MAX_CLAIM_BATCH}, got {limit}")
@@ -309,18 +307,12 @@ class MissionStore:
                 pg_sql.claim(limit), vp_id=vp_id, worker_id=worker_id, ttl=self.lease_ttl.total_seconds()
             )
             return [_mission(r) for r in rows]
-        # SQLite (PostgreSQL runs pg_sql.CLAIM, the same statement by hand).
-        # MATERIALIZED: the locked pick runs exactly once. Written as a plain
-        # "IN (subquery)", PostgreSQL may re-run the SKIP LOCKED subquery per row
-        # and claim more than ``limit`` missions.
         picked = (
             select(missions.c.mission_id)
             .where(missions.c.vp_id == vp_id, missions.c.status == Status.QUEUED.value)
             .order_by(missions.c.priority, missions.c.created_at, missions.c.mission_id)
             .limit(limit)
-            .with_for_update(skip_locked=True)
             .cte("picked")
-            .prefix_with("MATERIALIZED")
         )
         stmt = (
             update(missions)
