@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     """How often an idle worker looks for missions (LISTEN wakes it sooner on PostgreSQL)."""
     lease_ttl_seconds: float = Field(default=120.0, ge=15.0, le=86_400.0)
     """How long a claim holds without a heartbeat; heartbeats come every TTL/3."""
+    listen: bool = True
+    """PostgreSQL: LISTEN for new missions and cancels. 0 for PgBouncer in transaction
+    mode (no LISTEN there); workers then react within a poll interval."""
     max_concurrent_missions: int = Field(default=1, ge=1, le=256)
     """Missions one worker process runs at once."""
     max_attempts: int = Field(default=3, ge=1, le=100)

@@ -144,7 +144,8 @@ class Worker:
             sandbox=self.sandbox.backend,
             sandbox_reason=self.sandbox.reason,
         )
-        listener = asyncio.create_task(self._listen()) if self.store.is_postgres and not once else None
+        listen = self.store.is_postgres and self.settings.listen and not once
+        listener = asyncio.create_task(self._listen()) if listen else None
         try:
             try:
                 await self._loop(once)

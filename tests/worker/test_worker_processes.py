@@ -186,3 +186,22 @@ def test_a_frozen_worker_past_its_lease_is_fenced_out_when_it_wakes(
     assert event_types(wstore, m.mission_id).count("completed") == 1
     assert final.worker_id and second.pid and str(second.pid) in final.worker_id
     assert frozen.poll() is None or frozen.returncode == 0
+
+
+@pytest.mark.postgres
+def test_polling_alone_is_correct_without_listen(pg_url: str, tmp_path: Path) -> None:
+    from ua_vp.store import open_store
+
+    from .conftest import Workers as Pool
+
+    store = open_store(pg_url, lease_ttl_seconds=LEASE)
+    pool = Pool(pg_url, tmp_path)
+    try:
+        pool.start(UA_VP_LISTEN="0")
+        time.sleep(1.5)  # the worker is idle and polling before the mission exists
+        m = dispatch(store, "say:polled")
+        wait_until(lambda: store.get(m.mission_id).status.terminal, timeout=15, what="a polled claim", logs=pool.logs)
+        assert store.get(m.mission_id).status is Status.COMPLETED
+        assert "LISTEN" not in pool.logs() and "listen_reconnecting" not in pool.logs()
+    finally:
+        pool.stop_all()
