@@ -324,20 +324,24 @@ def worker(state: State, vp_id: str, concurrency: int | None, once: bool) -> Non
     """Run a worker for one profile until SIGTERM/SIGINT (drains with a grace period)."""
     import asyncio
 
+    from tenacity import Retrying
+
     from ua_vp.plugins import load_registry
-    from ua_vp.worker import Worker, run_worker_process
+    from ua_vp.worker import DB_RETRY, Worker, run_worker_process
 
     settings = state.settings
     state.serve_logging()
     registry = load_registry(settings)
+    # A worker (re)started during a database outage waits for it, as a running one does.
+    store = Retrying(**DB_RETRY)(state.store)  # type: ignore[arg-type]
     w = Worker(
         settings=settings,
-        store=state.store(),
+        store=store,
         registry=registry,
         profile=registry.profile(vp_id),
         concurrency=concurrency or settings.max_concurrent_missions,
     )
-    state.store().on_events = registry.notify
+    store.on_events = registry.notify
     asyncio.run(run_worker_process(w, once=once))
 
 

@@ -84,11 +84,6 @@ def test_an_idle_worker_outlives_a_postgres_restart_and_serves_the_next_mission(
 
 @pytest.mark.slow
 @pytest.mark.postgres
-@pytest.mark.xfail(
-    strict=True,
-    reason="gap: `ua-vp worker` exits at start-up when PostgreSQL is unreachable (open_store -> "
-    "ensure_migrated is not retried); a worker restarted during an outage should wait for the database",
-)
 def test_a_worker_started_while_postgres_is_down_waits_for_it(pg_cluster: PgCluster, tmp_path: Path) -> None:
     pool = WorkerPool(pg_cluster.url, tmp_path, concurrency=1)
     store = open_store(pg_cluster.url, lease_ttl_seconds=LEASE)
@@ -149,12 +144,6 @@ def test_progress_from_a_worker_whose_lease_ran_out_mid_write_never_lands_after_
         others.engine.dispose()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gap: on SQLite every transaction of the store's engine begins IMMEDIATE (ua_vp/store/db.py "
-    "_on_begin), reads included, so MissionStore.get/list/events queue for the write lock; in WAL mode a read "
-    "need not wait, and behind a frozen writer it waits the whole busy_timeout (30 s) and then fails",
-)
 def test_on_sqlite_a_read_does_not_queue_behind_a_writer(sqlite_url: str) -> None:
     store = open_store(sqlite_url, lease_ttl_seconds=LEASE)
     mission = store.enqueue(MissionSpec.create(vp_id=VP, objective="read me")).mission

@@ -68,10 +68,13 @@ def _sqlite_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        # IMMEDIATE takes the write lock up front. A deferred transaction that
-        # reads then writes can fail with SQLITE_BUSY mid-way when another process
-        # wrote first; with the lock taken at BEGIN, busy_timeout simply waits.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Writes (MissionStore._tx marks them) take the write lock up front: a
+        # deferred transaction that reads then writes can fail with SQLITE_BUSY
+        # mid-way when another process wrote first; with the lock taken at BEGIN,
+        # busy_timeout simply waits. Reads stay deferred: in WAL mode they never
+        # wait for a writer, not even one frozen mid-transaction.
+        write = conn.get_execution_options().get("ua_vp_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine
 

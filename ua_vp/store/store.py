@@ -156,14 +156,19 @@ class MissionStore:
 
     @contextmanager
     def _tx(self) -> Iterator[Connection]:
-        """A write transaction; its events are published only once it committed."""
-        with self.engine.begin() as conn:
+        """A write transaction; its events are published only once it committed.
+        On SQLite it begins IMMEDIATE (see ``db._on_begin``); reads stay deferred."""
+        with self.engine.connect() as conn, conn.execution_options(ua_vp_write=True).begin():
             written: list[MissionEvent] = []
             conn.info["ua_vp_events"] = written
             try:
                 yield conn
             finally:
-                conn.info.pop("ua_vp_events", None)
+                # A connection the server dropped is invalidated, and touching its
+                # info would raise PendingRollbackError over the real (retryable)
+                # OperationalError: a PostgreSQL restart then killed workers.
+                if not conn.invalidated:
+                    conn.info.pop("ua_vp_events", None)
         if written and self.on_events is not None:
             self.on_events(written)
 
