@@ -13,6 +13,7 @@ from the issue are reported as ratios, met or missed.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shlex
 import subprocess
@@ -30,6 +31,8 @@ from common import Figure, Options, scalar
 from peer_pgqueuer import scenario_pgqueuer
 from peer_procrastinate import scenario_procrastinate
 from prototypes import scenario_prototypes
+from sustained import goals as sustained_goals
+from sustained import scenario_sustained
 from ua_store import scenario_depth, scenario_store
 from workers import scenario_e2e, scenario_latency
 
@@ -45,7 +48,10 @@ SCENARIOS: dict[str, Callable[[Options], list[Figure]]] = {
     "e2e": scenario_e2e,
     "latency": scenario_latency,
     "depth": scenario_depth,
+    "sustained": scenario_sustained,
 }
+ONCE = ("sustained",)
+"""Long scenarios that run in the first round only."""
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -56,6 +62,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--seconds", type=float, default=None, help="per throughput variant (default 3 quick, 5 else)")
     p.add_argument(
         "--rounds", type=int, default=None, help="repeat everything, report medians (default 1 quick, 3 else)"
+    )
+    p.add_argument(
+        "--sustained-seconds", type=float, default=None, help="length of the sustained run (default 60 quick, 600 else)"
     )
     p.add_argument("--no-baselines", action="store_true", help="do not add pgbench and raw to a --scenario run")
     p.add_argument(
@@ -102,13 +111,16 @@ def main(argv: list[str]) -> int:
     started, t0, load0 = datetime.now(UTC), time.monotonic(), os.getloadavg()
     results: list[list[Figure]] = []
     skipped: list[str] = []
+    if args.sustained_seconds:
+        SCENARIOS["sustained"] = functools.partial(scenario_sustained, seconds=args.sustained_seconds)
     with tempfile.TemporaryDirectory(prefix="ua-vp-bench-") as tmp:
         opts = Options(args.database_url, args.quick, args.full, seconds, Path(tmp))
         for r in range(rounds):
-            results.append(run_round(opts, chosen(args), skipped, f"round {r + 1}/{rounds}"))
+            names = [n for n in chosen(args) if r == 0 or n not in ONCE]
+            results.append(run_round(opts, names, skipped, f"round {r + 1}/{rounds}"))
     figures = report.combine(results)
     report.add_ratios(figures)
-    goal_rows = report.goals(figures)
+    goal_rows = report.goals(figures) + sustained_goals(figures)
     meta = {
         "command": os.environ.get("UA_VP_BENCH_COMMAND") or shlex.join(["bench/bench.py", *argv]),
         "started_at": started.isoformat(timespec="seconds"),
