@@ -23,9 +23,10 @@ import pytest
 import structlog
 
 import ua_vp
+from tests.runtimes import runtime_harness
 from ua_vp import guard, sandbox
 from ua_vp.config import Settings
-from ua_vp.missions import Mission, Status
+from ua_vp.missions import Mission
 from ua_vp.profiles import MissionContext, Profile
 from ua_vp.runtimes.process import ProcessResult, run_process
 
@@ -62,19 +63,8 @@ def backend(request: pytest.FixtureRequest) -> sandbox.Backend:
 
 
 def make_mission(objective: str = "[]", **fields: Any) -> Mission:
-    base: dict[str, Any] = {
-        "mission_id": "m-1",
-        "vp_id": VP,
-        "mission_type": "task",
-        "constraints": {},
-        "budget": {},
-        "status": Status.RUNNING,
-        "priority": 100,
-        "attempt": 1,
-        "max_attempts": 3,
-        "lane": "external",
-    }
-    return Mission(objective=objective, **{**base, **fields})
+    """The runtime tests' mission, addressed to this suite's profile."""
+    return runtime_harness.make_mission(objective, **{"vp_id": VP, **fields})
 
 
 def snapshot(root: Path, skip: Iterable[Path]) -> dict[str, str]:
