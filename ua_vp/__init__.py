@@ -6,6 +6,7 @@ nothing else from ``ua_vp``.
 
 from __future__ import annotations
 
+from ua_vp.config import PluginSettings, Settings
 from ua_vp.errors import (
     BudgetExceeded,
     ConfigError,
@@ -29,9 +30,11 @@ __all__ = [
     "Mission",
     "MissionContext",
     "MissionSpec",
+    "PluginSettings",
     "Profile",
     "Result",
     "RuntimeFailed",
+    "Settings",
     "Status",
     "UaVpError",
     "__version__",

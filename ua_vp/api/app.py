@@ -28,9 +28,10 @@ from ua_vp.api.health import HealthController
 from ua_vp.api.missions import MissionController
 from ua_vp.api.ops import DashboardController, MetricsController, SessionController
 from ua_vp.config import Settings
-from ua_vp.dispatch import Gateway, lane_for
-from ua_vp.plugins import Registry, load_registry
-from ua_vp.store import MissionStore, open_store
+from ua_vp.dispatch import lane_for
+from ua_vp.host import Host
+from ua_vp.plugins import Registry
+from ua_vp.store import MissionStore
 
 log = structlog.get_logger(__name__)
 
@@ -70,15 +71,8 @@ def _build_state(
     lanes: Sequence[Lane] | None,
     in_process_lane: bool,
 ) -> ApiState:
-    if store is None:
-        # Like the CLI: only the embedded SQLite upgrades itself; a shared database
-        # is migrated on purpose (`ua-vp db upgrade`), and an unmigrated one refuses.
-        store = open_store(
-            settings.sqlalchemy_url, lease_ttl_seconds=settings.lease_ttl_seconds, auto_upgrade=settings.is_embedded
-        )
-    registry = registry or load_registry(settings)
-    store.on_events = store.on_events or registry.notify
-    gateway = Gateway(settings, store, registry)
+    host = Host(settings, store=store, registry=registry)
+    store, registry, gateway = host.store, host.registry, host.gateway
     # External dispatch leaves every mission to `ua-vp worker` processes: no lane runs here.
     chosen = [] if settings.external_dispatch else list(lanes or [])
     if in_process_lane and not settings.external_dispatch:
