@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import click
@@ -390,6 +391,43 @@ def plugins(state: State) -> None:
         state,
         payload,
         lambda: _table(rows, ("name", "dist", "hooks", "provides")) + _broken_note(registry.broken),
+    )
+
+
+@cli.group()
+def profile() -> None:
+    """Write your own profile."""
+
+
+@profile.command("new")
+@click.argument("name")
+@click.option("--vp-id", default=None, help="The vp_id missions are addressed to; default vp.NAME.primary.")
+@click.option("--display-name", default=None, help="Short display name, e.g. WEATHER; default NAME upper-cased.")
+@click.option(
+    "--dir",
+    "target",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where to write the package; default ./ua-vp-NAME (must not exist or be empty).",
+)
+@json_option
+@pass_state
+def profile_new(state: State, name: str, vp_id: str | None, display_name: str | None, target: Path | None) -> None:
+    """Generate a ready profile package NAME: entry point, settings model, runtime, tests, README."""
+    from ua_vp import scaffold
+
+    n = scaffold.names(name, vp_id, display_name)
+    tokens = n.tokens()
+    where = target or Path(tokens["__DIST__"])
+    written = scaffold.generate(n, where)
+    payload = {"path": str(where), "dist": tokens["__DIST__"], "vp_id": n.vp_id, "files": [str(p) for p in written]}
+    _emit(
+        state,
+        payload,
+        lambda: (
+            f"wrote {tokens['__DIST__']} ({n.vp_id}) in {where}\n"
+            f'next: pip install -e "{where}[test]" && pytest {where} && ua-vp profiles'
+        ),
     )
 
 

@@ -276,6 +276,31 @@ class Registry:
         self.pm.hook.ua_vp_check_mission(profile=profile, mission=mission, phase=phase)
         return profile
 
+    def check_runtime(self, profile: Profile) -> None:
+        """At start: the runtime a profile names must exist, unless its plugin builds its own
+        executor. Named after the plugin setting that chose it, when one did."""
+        provider = self.pm.get_plugin(self.providers.get(profile.vp_id, ""))
+        if profile.runtime in self.runtimes or hasattr(provider, "ua_vp_create_executor"):
+            return
+        from ua_vp.config import variable_name
+
+        installed = ", ".join(sorted(self.runtimes))
+        model = self.settings_models.get(self.providers[profile.vp_id])
+        if model is not None:
+            values = self.settings.plugin(model)
+            for name in model.model_fields:
+                if getattr(values, name) == profile.runtime:
+                    variable = variable_name(model, name)
+                    raise ConfigError(
+                        f"invalid settings: {variable}: no installed plugin provides client runtime "
+                        f"{profile.runtime!r} (installed: {installed})",
+                        problems=[variable],
+                    )
+        raise PluginError(
+            f"profile {profile.vp_id} asks for client runtime {profile.runtime!r}, which is not installed; "
+            f"installed runtimes: {installed}"
+        )
+
     def executor(self, profile: Profile) -> Executor:
         executor: Executor | None = self.pm.hook.ua_vp_create_executor(profile=profile, settings=self.settings)
         if executor is not None:
@@ -388,5 +413,6 @@ def load_registry(
                 hint="dispatches to it are refused (422) until the distribution providing it is installed here",
             )
         for profile in registry.enabled.values():
+            registry.check_runtime(profile)
             registry.policy(profile)
     return registry
