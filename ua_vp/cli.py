@@ -478,7 +478,10 @@ def serve(state: State, host: str | None, port: int | None) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     try:
-        cli.main(args=argv, prog_name="ua-vp", standalone_mode=False)
+        # Outside standalone mode click returns ctx.exit()'s code instead of exiting with it.
+        code = cli.main(args=argv, prog_name="ua-vp", standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except WaitTimedOut as exc:
         click.echo(f"error [{exc.code}]: {exc.message}", err=True)
         sys.exit(EXIT_TIMED_OUT)

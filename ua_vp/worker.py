@@ -16,6 +16,7 @@ import contextlib
 import os
 import signal
 import socket
+import sqlite3
 import time
 import uuid
 from collections.abc import Callable
@@ -39,6 +40,8 @@ from ua_vp.store.store import NOTIFY_CHANNEL
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
+SQLITE_WATCH_SECONDS = 0.05
+"""How often an idle SQLite worker checks whether another process committed (microseconds each)."""
 PROGRESS_FLUSH_SECONDS = 0.5
 # Per flush window: a chatty agent cannot turn the events table into its log file.
 PROGRESS_MAX_PER_FLUSH = 50
@@ -144,8 +147,9 @@ class Worker:
             sandbox=self.sandbox.backend,
             sandbox_reason=self.sandbox.reason,
         )
-        listen = self.store.is_postgres and self.settings.listen and not once
-        listener = asyncio.create_task(self._listen()) if listen else None
+        listener = None
+        if self.settings.listen and not once:
+            listener = asyncio.create_task(self._listen() if self.store.is_postgres else self._watch_sqlite())
         try:
             try:
                 await self._loop(once)
@@ -406,6 +410,24 @@ class Worker:
                     self.wake()
                     async for note in conn.notifies():
                         self._on_notify(note.payload)
+
+    async def _watch_sqlite(self) -> None:
+        """SQLite has no LISTEN: watch for other processes' commits instead (see
+        ``MissionStore.sqlite_watch``). An accelerator only, like LISTEN: the poll stays."""
+        try:
+            watch = await asyncio.to_thread(self.store.sqlite_watch, self.profile.vp_id)
+        except sqlite3.Error as exc:
+            self.log.warning("sqlite_watch_failed", error=repr(exc), hint="new missions wait for the next poll")
+            return
+        try:
+            while True:
+                await asyncio.sleep(SQLITE_WATCH_SECONDS)
+                if await asyncio.to_thread(watch.changed):
+                    self.wake()
+        except sqlite3.Error as exc:
+            self.log.warning("sqlite_watch_stopped", error=repr(exc), hint="new missions wait for the next poll")
+        finally:
+            watch.close()
 
     def _on_notify(self, payload: str) -> None:
         kind, _, rest = payload.partition(":")
