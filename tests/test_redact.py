@@ -53,6 +53,7 @@ def test_secrets_in_text_are_masked(text: str, masked: str) -> None:
         "budget.max_tokens=500 total_tokens: 37 token_budget=4",
         "risk-assessment and task-management",
         "sqlite:////var/lib/ua-vp/ua_vp.db",
+        "set UA_VP_OPS_TOKEN to require a bearer token",
     ],
 )
 def test_ordinary_text_is_left_alone(text: str) -> None:
@@ -66,7 +67,7 @@ def test_remembered_values_are_masked_however_quoted() -> None:
 
 
 def test_values_under_secret_keys_are_masked_whole() -> None:
-    data = {"api_key": "plain", "nested": [{"token": "t", "total_tokens": 5}], "msg": "Bearer zz"}
+    data = {"api_key": "plain", "nested": [{"token": "t", "total_tokens": 5}], "msg": "Bearer zz9"}
     assert redact.redact_data(data) == {
         "api_key": "***",
         "nested": [{"token": "***", "total_tokens": 5}],

@@ -43,7 +43,14 @@ _SECRET_KEY = re.compile(rf"^(?:.*[_.-])?{_SECRET_WORD}$", re.IGNORECASE)
 _PATTERNS: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]], ...] = (
     # scheme://user:password@host -> scheme://user:***@host (a user alone is no secret).
     (re.compile(r"(?P<keep>\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/?#@:]*:)[^\s/?#@]+(?=@)"), rf"\g<keep>{MASK}"),
-    (re.compile(r"(?P<keep>\b(?:Bearer|Basic)\s+)[A-Za-z0-9._~+/=:-]+", re.IGNORECASE), rf"\g<keep>{MASK}"),
+    # A credential is not a plain lower-case word: "a bearer token" stays readable.
+    (
+        re.compile(
+            r"(?P<keep>\b(?:Bearer|Basic)\s+)(?!(?-i:[a-z]+)(?![A-Za-z0-9._~+/=:-]))[A-Za-z0-9._~+/=:-]+",
+            re.IGNORECASE,
+        ),
+        rf"\g<keep>{MASK}",
+    ),
     # "password": "x y" / 'token': 'x' / password=x / ?api_key=x&...
     (
         re.compile(
