@@ -19,6 +19,7 @@ from ua_vp.config import Settings, load_settings
 from ua_vp.errors import InvalidRequest, UaVpError
 from ua_vp.follow import Client, WaitTimedOut
 from ua_vp.host import Host
+from ua_vp.redact import redact
 
 EXIT_COMPLETED, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED, EXIT_TIMED_OUT = 0, 1, 2, 3, 4
 """``--wait``/``--follow`` exit with the mission's outcome; 2 stays for usage and validation errors."""
@@ -483,14 +484,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         if isinstance(code, int) and code:
             sys.exit(code)
     except WaitTimedOut as exc:
-        click.echo(f"error [{exc.code}]: {exc.message}", err=True)
+        click.echo(f"error [{exc.code}]: {redact(exc.message)}", err=True)
         sys.exit(EXIT_TIMED_OUT)
     except UaVpError as exc:
-        click.echo(f"error [{exc.code}]: {exc.message}", err=True)
+        click.echo(f"error [{exc.code}]: {redact(exc.message)}", err=True)
         sys.exit(EXIT_USAGE)
     except DBAPIError as exc:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
-        click.echo(f"error [database_unavailable]: {reason} (check UA_VP_DATABASE_URL)", err=True)
+        click.echo(f"error [database_unavailable]: {redact(reason)} (check UA_VP_DATABASE_URL)", err=True)
         sys.exit(EXIT_USAGE)
     except click.exceptions.Abort:
         sys.exit(130)
