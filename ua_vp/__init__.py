@@ -19,7 +19,7 @@ from ua_vp.hookspecs import hookimpl
 from ua_vp.missions import Mission, MissionSpec, Status
 from ua_vp.profiles import Executor, MissionContext, Profile, Result
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "BudgetExceeded",
