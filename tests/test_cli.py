@@ -163,18 +163,27 @@ from ua_vp import hookimpl
 def ua_vp_profile(settings):
     return []
 """
+RAISING_HOOK = """
+from ua_vp import hookimpl
+
+@hookimpl
+def ua_vp_profiles(settings):
+    raise RuntimeError("cannot reach the licence server")
+"""
 
 
 def test_a_broken_plugin_is_reported_once_and_the_other_profiles_keep_working(cli: Cli, tmp_path: Path) -> None:
     site = fake_dist(tmp_path / "site", "ua-vp-broken", "1.2.3", "broken_plugin", BROKEN_IMPORT)
     fake_dist(site, "ua-vp-typo", "0.0.1", "typo_plugin", MISSPELT_HOOK)
+    fake_dist(site, "ua-vp-raises", "2.0", "raising_plugin", RAISING_HOOK)
     env = {"PYTHONPATH": str(site)}
 
     listed = cli("profiles", **env)
     assert listed.returncode == 0, listed.stderr
     warnings = [json.loads(line) for line in listed.stderr.splitlines() if "plugin_broken" in line]
     broken = {w["dist"]: w for w in warnings}
-    assert len(warnings) == 2, listed.stderr
+    assert len(warnings) == 3, listed.stderr
+    assert broken["ua-vp-raises"]["error"] == "RuntimeError: cannot reach the licence server"
     assert broken["ua-vp-broken"]["version"] == "1.2.3"
     assert broken["ua-vp-broken"]["error"] == "ModuleNotFoundError: No module named 'ua_vp_missing_dependency'"
     assert "ua_vp_profile" in broken["ua-vp-typo"]["error"] and "Traceback" not in listed.stderr
@@ -183,7 +192,7 @@ def test_a_broken_plugin_is_reported_once_and_the_other_profiles_keep_working(cl
     ran = cli("dispatch", GENERAL, "still works", "--json", **env)
     assert ran.returncode == 0, ran.stderr
     plugins = json.loads(cli("plugins", "--json", **env).stdout)
-    assert {b["dist"] for b in plugins["broken"]} == {"ua-vp-broken", "ua-vp-typo"}
+    assert {b["dist"] for b in plugins["broken"]} == {"ua-vp-broken", "ua-vp-typo", "ua-vp-raises"}
     assert "vp_general" in {p["name"] for p in plugins["plugins"]}
 
 

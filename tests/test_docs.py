@@ -39,3 +39,19 @@ def test_the_shipped_profiles_settings_are_in_env_sample_and_readme() -> None:
             variable = variable_name(model, name)
             assert re.search(rf"^{variable}=", sample, re.M), f"{variable} missing from .env.sample"
             assert variable in readme, f"{variable} missing from README.md"
+
+
+def test_the_profile_template_is_what_profile_new_generates() -> None:
+    from ua_vp import scaffold
+
+    template = ROOT / "contrib" / "profile-template"
+    expected = scaffold.render(scaffold.names("example", "vp.example.echo", "ECHO"))
+    found = {
+        str(p.relative_to(template)): p.read_text()
+        for p in template.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and ".egg-info" not in str(p)
+    }
+    assert found == expected, (
+        "contrib/profile-template drifted from the generator: rerun "
+        "`ua-vp profile new example --vp-id vp.example.echo --display-name ECHO --dir contrib/profile-template`"
+    )

@@ -181,3 +181,64 @@ def test_cli_refuses_nan_and_reports_an_unreachable_database_in_one_line(tmp_pat
     down = run_cli(tmp_path, "missions", UA_VP_DATABASE_URL="postgresql://nobody@127.0.0.1:1/nothing")
     assert down.returncode == 2 and down.stderr.startswith("error [database_unavailable]:"), down.stderr
     assert "Traceback" not in down.stderr
+
+
+def test_a_plugins_settings_are_validated_at_start_and_shown_with_secrets_masked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pydantic import SecretStr
+    from pydantic_settings import SettingsConfigDict
+
+    from ua_vp import ConfigError, PluginSettings
+
+    class VaultSettings(PluginSettings):
+        model_config = SettingsConfigDict(env_prefix="UA_VP_VAULT_")
+        api_key: SecretStr | None = None
+        retries: int = 3
+
+    @hookimpl
+    def ua_vp_plugin_settings() -> type[VaultSettings]:
+        return VaultSettings
+
+    @hookimpl
+    def ua_vp_profiles(settings: Settings) -> list[Profile]:
+        own = settings.plugin(VaultSettings)
+        return [
+            Profile(
+                vp_id="vp.vault.primary", name=f"VAULT{own.retries}", description="", workspace_root=tmp_path / "vault"
+            )
+        ]
+
+    vault = plugin_module("vault", ua_vp_plugin_settings=ua_vp_plugin_settings, ua_vp_profiles=ua_vp_profiles)
+    monkeypatch.setenv("UA_VP_VAULT_API_KEY", "s3cret-value-123")
+    monkeypatch.setenv("UA_VP_VAULT_RETRIES", "5")
+    registry = load_registry(load_settings(state_dir=tmp_path / "state"), extra_plugins=[vault])
+    assert registry.installed["vp.vault.primary"].name == "VAULT5"
+    assert registry.effective_settings("vp.vault.primary") == {
+        "UA_VP_VAULT_API_KEY": "**********",
+        "UA_VP_VAULT_RETRIES": 5,
+    }
+    monkeypatch.setenv("UA_VP_VAULT_RETRIES", "many")
+    with pytest.raises(ConfigError, match=r"UA_VP_VAULT_RETRIES: Input should be a valid integer"):
+        load_registry(load_settings(state_dir=tmp_path / "state"), extra_plugins=[vault])
+
+
+def test_profiles_and_runtimes_are_collected_through_pm_hook_so_wrappers_see_them(settings: Settings) -> None:
+    seen: list[str] = []
+
+    @hookimpl(wrapper=True)
+    def ua_vp_profiles(settings: Settings) -> Any:
+        result = yield
+        seen.append("profiles")
+        return result
+
+    @hookimpl(wrapper=True)
+    def ua_vp_client_runtimes() -> Any:
+        result = yield
+        seen.append("runtimes")
+        return result
+
+    spy = plugin_module("spy", ua_vp_profiles=ua_vp_profiles, ua_vp_client_runtimes=ua_vp_client_runtimes)
+    registry = load_registry(settings, extra_plugins=[spy])
+    assert "profiles" in seen and "runtimes" in seen
+    assert "vp.general.primary" in registry.installed and "dry-run" in registry.runtimes
