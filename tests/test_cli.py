@@ -278,3 +278,13 @@ def test_a_local_dispatch_wakes_a_sqlite_server_at_once_instead_of_at_its_next_p
         assert done.returncode == 0, done.stdout + done.stderr
     finally:
         assert served.stop() == 0
+
+
+def test_profile_new_refuses_a_bad_name_and_a_folder_in_use(cli: Cli, tmp_path: Path) -> None:
+    bad = cli("profile", "new", "Bad Name")
+    assert bad.returncode == 2 and bad.stderr.startswith("error [invalid_request]: profile name 'Bad Name'")
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "mine.txt").write_text("keep me")
+    taken = cli("profile", "new", "weather", "--dir", str(tmp_path / "taken"))
+    assert taken.returncode == 2 and "already exists and is not empty" in taken.stderr
+    assert [p.name for p in (tmp_path / "taken").iterdir()] == ["mine.txt"]
