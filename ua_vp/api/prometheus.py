@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from functools import cache
 
 from litestar import Controller, Response, get
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCollector, generate_latest
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -29,6 +29,9 @@ from ua_vp import __version__
 from ua_vp.api.deps import Api, ApiState, error_docs
 from ua_vp.missions import Status
 from ua_vp.store.observe import LATENCY_BUCKETS, Histogram, snapshot
+
+TEXT_FORMAT = "text/plain; version=0.0.4"
+"""The text format every Prometheus reads (Litestar adds the charset)."""
 
 SESSION_STATES = ("idle", "busy", "draining", "stopped", "lost")
 
@@ -159,9 +162,9 @@ class PrometheusController(Controller):
         operation_id="prometheusMetrics",
         summary="Prometheus exposition: missions, queues, latencies, sessions (read from the database)",
         sync_to_thread=True,
-        media_type=CONTENT_TYPE_LATEST,
+        media_type=TEXT_FORMAT,
         responses=error_docs([401]),
     )
     def scrape(self, api: Api) -> Response[bytes]:
         # A registry per scrape costs microseconds and keeps no state between scrapes.
-        return Response(generate_latest(build_registry(api)), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(build_registry(api)), media_type=TEXT_FORMAT)
