@@ -147,3 +147,24 @@ def test_metrics_over_http_from_a_real_server(serve: Callable[..., Served], tmp_
     assert value(samples, "ua_vp_queue_depth", vp_id=GENERAL) == 3 == json_metrics["queue"]["depth"]
     assert value(samples, "ua_vp_missions", vp_id=GENERAL, status="queued") == 3
     assert value(samples, "ua_vp_scrape_duration_seconds") > 0
+
+
+def test_the_contrib_grafana_dashboard_only_names_metrics_that_exist(
+    make_client: Callable[..., TestClient[Any]],
+) -> None:
+    import json
+    import re
+
+    root = Path(__file__).resolve().parents[2] / "contrib" / "prometheus"
+    exprs = [
+        t["expr"] for p in json.loads((root / "grafana-dashboard.json").read_text())["panels"] for t in p["targets"]
+    ]
+    named = {n for e in exprs for n in re.findall(r"\b((?:ua_vp|process)_[a-z_]+)", e)}
+    text = make_client().get("/metrics").text
+    families = list(text_string_to_metric_families(text))
+    # A family with no series yet (no failure so far) still declares its names.
+    suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_count", "_sum"]}
+    exposed = {s.name for f in families for s in f.samples}
+    exposed |= {f.name + suffix for f in families for suffix in suffixes.get(f.type, [""])}
+    assert named and named <= exposed, named - exposed
+    assert "metrics_path: /metrics" in (root / "prometheus.yml").read_text()
