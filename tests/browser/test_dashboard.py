@@ -160,7 +160,8 @@ def test_bad_constraints_show_the_apis_message_next_to_the_field(dashboard: Dash
     constraints.send_keys("[1, 2]")
     driver.find_element(By.ID, "dispatch-submit").click()
     shown = wait_for(driver, lambda d: text_of(d, "#err-constraints"), "the error under constraints")
-    assert shown == f"{api['code']}: {api['message']}"
+    assert shown == f"{api['message']}{api['code']}"  # the message, then its code in a tag
+    assert text_of(driver, "#err-constraints .code-tag") == api["code"] == "invalid_request"
     assert "invalid" in constraints.get_attribute("class")
     assert text_of(driver, "#err-objective") == "" and text_of(driver, "#dispatch-banner") == ""
     screenshot(driver, "dispatch-bad-constraints-1280")

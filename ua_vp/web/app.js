@@ -443,7 +443,7 @@ async function pageMission(missionId) {
   followEvents(missionId, (e) => {
     if (ids.has(e.id)) return false;
     ids.add(e.id);
-    eventsList.append(eventItem(e, Date.now() - openedAt > 1500));
+    eventsList.append(eventItem(e, Date.parse(e.created_at) > openedAt));
     eventsList.scrollTop = eventsList.scrollHeight;
     if (["vp.mission.completed", "vp.mission.failed", "vp.mission.cancelled"].includes(e.event_type)) {
       eventsNote.textContent = "ended";
@@ -504,8 +504,8 @@ async function pageDispatch() {
     banner.className = "banner";
     banner.textContent = "";
   };
-  const mark = (name, message) => {
-    errs[name].textContent = message;
+  const mark = (name, message, code) => {
+    errs[name].replaceChildren(message, code ? h("span", { class: "code-tag", title: "error code" }, code) : "");
     document.getElementById(name).classList.add("invalid");
   };
   const parseObject = (name, el) => {
@@ -539,7 +539,7 @@ async function pageDispatch() {
       const target = FIELDS.find((f) => named === f || named.endsWith(`.${f}`) || named.startsWith(`${f}.`) || named.includes(`$.${f}`))
         || FIELDS.find((f) => err.message.includes(`\`${f}\``) || err.message.includes(`$.${f}`) || err.message.startsWith(`invalid request: ${f}`))
         || (err.code === "guard_violation" ? "constraints" : err.code === "unknown_vp_id" || err.code === "vp_id_disabled" ? "vp_id" : null);
-      if (target) mark(target, `${err.code}: ${err.message}`);
+      if (target) mark(target, err.message, err.code);
       else { banner.className = "banner error"; banner.replaceChildren(h("strong", {}, err.code), ": ", err.message); }
     } finally {
       submit.disabled = false;
