@@ -16,6 +16,8 @@ from typing import Literal
 
 import structlog
 
+from ua_vp import redact
+
 LogFormat = Literal["auto", "console", "json"]
 
 QUIET_LIBRARIES = {"alembic": logging.WARNING, "httpx": logging.WARNING, "httpcore": logging.WARNING}
@@ -72,7 +74,10 @@ def configure_logging(level: str = "info", fmt: LogFormat = "auto") -> None:
         pass_foreign_args=True,
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.format_exc_info if as_json else _keep,
+            # Tracebacks as text before masking, so a secret inside one is masked too.
+            structlog.processors.format_exc_info,
+            # One place masks every line, ours and the libraries' (ua_vp.redact).
+            redact.structlog_processor,
             renderer,
         ],
     )
@@ -94,6 +99,3 @@ def configure_logging(level: str = "info", fmt: LogFormat = "auto") -> None:
     for name, floor in QUIET_LIBRARIES.items():
         logging.getLogger(name).setLevel(max(floor, numeric))
 
-
-def _keep(_logger: object, _name: str, event_dict: structlog.typing.EventDict) -> structlog.typing.EventDict:
-    return event_dict  # the console renderer prints exc_info itself, prettier than format_exc_info
