@@ -98,4 +98,3 @@ def configure_logging(level: str = "info", fmt: LogFormat = "auto") -> None:
         lib.setLevel(logging.NOTSET)
     for name, floor in QUIET_LIBRARIES.items():
         logging.getLogger(name).setLevel(max(floor, numeric))
-
