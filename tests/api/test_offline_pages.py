@@ -122,3 +122,9 @@ def test_the_checker_sees_a_cdn(client: TestClient[Any]) -> None:
         "http://evil.example/a.png",
         "https://fonts.example/f.css",
     ]
+
+
+def test_a_hostile_mission_id_in_the_page_url_is_escaped(client: TestClient[Any]) -> None:
+    r = client.get('/missions/"><img src=x onerror=alert(1)>')
+    assert r.status_code == 200
+    assert "<img src=x" not in r.text and "&lt;img src=x onerror=alert(1)&gt;" in r.text
