@@ -14,7 +14,8 @@ uv="$work/uv/bin/uv"
 "$work/env/bin/python" - <<'PY'
 import importlib.metadata as md
 names = ["litestar", "uvicorn", "pluggy", "sqlalchemy", "psycopg", "alembic", "structlog", "tenacity",
-         "pydantic", "pydantic-settings", "click", "httpx", "anyio", "msgspec"]
+         "pydantic", "pydantic-settings", "click", "httpx", "anyio", "msgspec", "prometheus-client",
+         "swagger-ui-bundle-v2"]
 print("lowest-direct:", ", ".join(f"{n} {md.version(n)}" for n in names))
 PY
 "$work/env/bin/python" scripts/smoke.py
