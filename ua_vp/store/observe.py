@@ -61,12 +61,29 @@ def _epoch(store: MissionStore, column: Any) -> ColumnElement[float]:
 
 
 def _histograms(conn: Any, seconds: ColumnElement[float], source: Any, vp_id: Any, where: Any) -> dict[str, Histogram]:
-    inner = select(vp_id.label("vp_id"), seconds.label("s")).select_from(source).where(where).subquery()
-    columns = [func.count(), func.coalesce(func.sum(inner.c.s), 0.0)]
-    columns += [func.coalesce(func.sum(case((inner.c.s <= bound, 1), else_=0)), 0) for bound in LATENCY_BUCKETS]
+    # Each duration is computed once (a materialized CTE: inlined, every bucket test would
+    # recompute it) and falls in one bucket (a CASE stops at the first bound it is under);
+    # the cumulative counts Prometheus wants are summed here from a few dozen rows.
+    durations = (
+        select(vp_id.label("vp_id"), seconds.label("s"))
+        .select_from(source)
+        .where(where)
+        .cte()
+        .prefix_with("MATERIALIZED")
+    )
+    d = durations.c
+    slot = case(*((d.s <= bound, i) for i, bound in enumerate(LATENCY_BUCKETS)), else_=len(LATENCY_BUCKETS))
+    per_slot: dict[str, list[int]] = {}
+    totals: dict[str, float] = {}
+    query = select(d.vp_id, slot, func.count(), func.coalesce(func.sum(d.s), 0.0)).group_by(d.vp_id, slot)
+    for vp, index, n, total in conn.execute(query):
+        counts = per_slot.setdefault(vp, [0] * (len(LATENCY_BUCKETS) + 1))
+        counts[int(index)] += int(n)
+        totals[vp] = totals.get(vp, 0.0) + float(total)
     out = {}
-    for row in conn.execute(select(inner.c.vp_id, *columns).group_by(inner.c.vp_id)):
-        out[row[0]] = Histogram(buckets=tuple(int(v) for v in row[3:]), count=int(row[1]), total=float(row[2]))
+    for vp, counts in per_slot.items():
+        cumulative = [sum(counts[: i + 1]) for i in range(len(LATENCY_BUCKETS))]
+        out[vp] = Histogram(buckets=tuple(cumulative), count=sum(counts), total=totals[vp])
     return out
 
 
