@@ -19,11 +19,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import shutil
 import signal
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,6 +52,13 @@ _MAX_LINE_BYTES = 8 * 1024 * 1024
 # Inherited variables with this prefix carry the host's own secrets (ops token,
 # database URL, API keys); an agent running model-chosen commands must not see them.
 _PRIVATE_ENV_PREFIX = "UA_VP_"
+# "Error: …", "error: …", "fatal: …", a Rust panic: a line saying what went wrong.
+_ERROR_LINE = re.compile(r"\s*(error|fatal|panic)\b|\s*thread '.*' panicked", re.IGNORECASE)
+# Backtrace frames ("  7: <unknown>", "      at src/main.rs:4"), their headings and hints.
+_NOISE_LINE = re.compile(
+    r"\s*(\d+: |at \S|stack backtrace:|backtrace:|note: run with `?RUST_BACKTRACE|note: Some details are omitted)",
+    re.IGNORECASE,
+)
 _POLL_SECONDS = 0.02
 _DRAIN_SECONDS = 2.0
 
@@ -67,23 +75,42 @@ class ProcessResult:
     """Negative when a signal ended it (``-9`` for SIGKILL), as :mod:`asyncio` reports it."""
     stdout_tail: list[str]
     stderr_tail: list[str]
+    stderr_errors: list[str]
+    """The last stderr lines that state an error (see :func:`is_error_line`), however long ago."""
     output_bytes: int
     seconds: float
 
     def raise_for_exit(self) -> None:
-        """Raise :class:`RuntimeFailed` naming the exit code and the end of stderr, unless it exited 0."""
+        """Raise :class:`RuntimeFailed` naming the exit code and what stderr said, unless it exited 0."""
         if self.exit_code == 0:
             return
         if self.exit_code < 0:
             how = f"was killed by {signal.Signals(-self.exit_code).name}"
         else:
             how = f"exited with code {self.exit_code}"
-        tail = "\n".join(self.stderr_tail[-5:]).strip()
+        said = stderr_summary(self.stderr_errors, self.stderr_tail)
         raise RuntimeFailed(
-            f"{self.program} {how}" + (f"; last stderr: {tail}" if tail else "; it wrote nothing to stderr"),
+            f"{self.program} {how}" + (f"; last stderr: {said}" if said else "; it wrote nothing to stderr"),
             exit_code=self.exit_code,
             stderr_tail=self.stderr_tail,
         )
+
+
+def is_error_line(line: str) -> bool:
+    """Whether a stderr line states an error (``Error: …``, ``error: …``, a panic), as opposed to detail."""
+    return _ERROR_LINE.match(line) is not None
+
+
+def stderr_summary(errors: Sequence[str], tail: Sequence[str], *, lines: int = 5) -> str:
+    """What a failure message quotes from stderr: its error lines, then its last lines that are not
+    backtrace frames, without repeats. A backtrace (``RUST_BACKTRACE``) is dozens of frames that
+    would otherwise push the one line that says what went wrong out of the message."""
+    shown: list[str] = []
+    context = [t.strip() for t in tail if t.strip() and not _NOISE_LINE.match(t)]
+    for line in [*[e.strip() for e in errors[-3:]], *context[-lines:]]:
+        if line and line not in shown:
+            shown.append(line)
+    return "\n".join(shown)
 
 
 def clip(text: str, limit: int = EVENT_TEXT_CHARS) -> str:
@@ -103,6 +130,16 @@ def output_events(ctx: MissionContext, stream: str) -> LineHandler:
     return emit
 
 
+FALLBACK_HOME = ".home"
+"""``HOME`` inside the workspace for a context without its own home (an executor run outside a worker)."""
+
+
+def mission_home(ctx: MissionContext) -> Path:
+    """The attempt's home: ``ctx.home``, or a folder in the workspace when the context has none."""
+    home = getattr(ctx, "home", None)
+    return home if home is not None else ctx.workspace / FALLBACK_HOME
+
+
 def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment a child gets: ours without ``UA_VP_*``, plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(_PRIVATE_ENV_PREFIX)}
@@ -117,6 +154,7 @@ async def run_process(
     on_stdout: LineHandler,
     on_stderr: LineHandler | None = None,
     env: Mapping[str, str] | None = None,
+    pass_env: Collection[str] = (),
     check: bool = True,
     setting: str | None = None,
     term_grace: float = TERM_GRACE_SECONDS,
@@ -145,11 +183,14 @@ async def run_process(
     meter = _OutputMeter(ctx.budget.get("max_output_bytes"), program)
     stdout_tail: deque[str] = deque(maxlen=TAIL_LINES)
     stderr_tail: deque[str] = deque(maxlen=TAIL_LINES)
+    stderr_errors: deque[str] = deque(maxlen=TAIL_LINES)
     assert proc.stdout is not None and proc.stderr is not None
     waiter = asyncio.ensure_future(_until_exit(proc))
     pumps = [
         asyncio.ensure_future(_pump(proc.stdout, meter, stdout_tail, on_stdout)),
-        asyncio.ensure_future(_pump(proc.stderr, meter, stderr_tail, on_stderr or output_events(ctx, "stderr"))),
+        asyncio.ensure_future(
+            _pump(proc.stderr, meter, stderr_tail, on_stderr or output_events(ctx, "stderr"), errors=stderr_errors)
+        ),
     ]
     try:
         pending: set[asyncio.Future[Any]] = {waiter, *pumps}
@@ -183,6 +224,7 @@ async def run_process(
         exit_code=proc.returncode if proc.returncode is not None else -1,
         stdout_tail=list(stdout_tail),
         stderr_tail=list(stderr_tail),
+        stderr_errors=list(stderr_errors),
         output_bytes=meter.total,
         seconds=round(time.monotonic() - started, 3),
     )
@@ -300,16 +342,28 @@ def _decode(raw: bytes | bytearray) -> str:
     return raw.decode("utf-8", errors="replace").removesuffix("\r")
 
 
-async def _pump(stream: asyncio.StreamReader, meter: _OutputMeter, tail: deque[str], on_line: LineHandler) -> None:
+async def _pump(
+    stream: asyncio.StreamReader,
+    meter: _OutputMeter,
+    tail: deque[str],
+    on_line: LineHandler,
+    *,
+    errors: deque[str] | None = None,
+) -> None:
     lines = _Lines()
+
+    def take(line: str) -> None:
+        tail.append(clip(line, 500))
+        if errors is not None and is_error_line(line):
+            errors.append(clip(line, 500))
+        on_line(line)
+
     while chunk := await stream.read(_CHUNK):
         meter.add(len(chunk))
         for line in lines.feed(chunk):
-            tail.append(clip(line, 500))
-            on_line(line)
+            take(line)
     for line in lines.flush():
-        tail.append(clip(line, 500))
-        on_line(line)
+        take(line)
 
 
 async def _close_pipes(proc: asyncio.subprocess.Process) -> None:
