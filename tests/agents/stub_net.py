@@ -73,7 +73,7 @@ def stub_internet(workdir: Path) -> Iterator[StubInternet]:
     tag = f"uavp{n}x{os.getpid() % 10000}"
     ns, host_if, ns_if = f"{tag}ns", f"{tag}h", f"{tag}n"
     host_addr, stub_addr = f"10.231.{n}.1", f"10.231.{n}.2"
-    key = "sk-stub-" + secrets.token_hex(16)
+    key = "stub-key-" + secrets.token_hex(16)  # not sk-…: a leak must not be hidden by log masking
     log = workdir / "stub-requests.jsonl"
     proc: subprocess.Popen[str] | None = None
     _ip("netns", "add", ns)
