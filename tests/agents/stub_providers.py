@@ -63,7 +63,8 @@ class Plan:
 
     def step(self) -> tuple[str, dict[str, Any]] | str:
         """A tool call ``(tool, argument)`` to make next, or the final text."""
-        if self.hang and self.turn == 0:
+        if self.hang:
+            # Every turn: codex returns from a long command after a while and leaves it running.
             return ("shell", {"command": HANG_COMMAND})
         if self.name and self.text:
             if self.turn == 0:
@@ -252,7 +253,7 @@ class Handler(BaseHTTPRequestHandler):
             name = "exec_command" if "exec_command" in tools else "shell"
             args = {"cmd": command} if name == "exec_command" else {"command": ["bash", "-lc", command]}
             if name == "exec_command":
-                args["yield_time_ms"] = 10_000
+                args["yield_time_ms"] = 30_000
             item = {
                 "type": "function_call",
                 "id": next_id("fc"),
