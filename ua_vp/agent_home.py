@@ -22,7 +22,8 @@ so a user who has logged in to the CLI once needs to configure nothing more:
 
 The CLI's own config-dir variable (``CLAUDE_CONFIG_DIR``, ``CODEX_HOME``) points at
 its folder inside the home. When the CLI has exited, :func:`scrub` deletes every
-credential file in it and every file that was seeded, so no secret outlives the
+credential file in it (and the CLIs' shell snapshots, which hold the environment, keys
+included) and every file that was seeded, so no secret outlives the
 process even where the home itself lingers (a home inside the workspace when no
 worker made one). Seeding logs file names, never contents.
 """
@@ -59,7 +60,7 @@ class AgentFiles:
     seed: tuple[str, ...]
     """Files inside ``config_dir`` copied from the worker user's own, when present."""
     credentials: tuple[str, ...]
-    """Files inside ``config_dir`` that hold secrets (seeded or written by the CLI)."""
+    """Files and folders inside ``config_dir`` that hold secrets (seeded or written by the CLI)."""
 
 
 CLAUDE = AgentFiles(
@@ -67,9 +68,16 @@ CLAUDE = AgentFiles(
     ".claude",
     "CLAUDE_CONFIG_DIR",
     seed=("settings.json", ".credentials.json"),
-    credentials=(".credentials.json",),
+    credentials=(".credentials.json", "shell-snapshots", "session-env"),
 )
-CODEX = AgentFiles("codex", ".codex", "CODEX_HOME", seed=("config.toml", "auth.json"), credentials=("auth.json",))
+CODEX = AgentFiles(
+    "codex",
+    ".codex",
+    "CODEX_HOME",
+    seed=("config.toml", "auth.json"),
+    # codex's shell snapshots hold the environment of its shell, API key included.
+    credentials=("auth.json", "shell_snapshots"),
+)
 
 
 @dataclass
@@ -104,13 +112,23 @@ def seed(home: Path, files: AgentFiles, *, template: Path | None, user_home: Pat
 
 
 def scrub(seeded: SeededHome) -> list[str]:
-    """Delete the credentials and the seeded files from the home; returns what was removed (relative)."""
+    """Delete the credentials and the seeded files from the home; returns what was removed (relative).
+
+    Links are removed, never followed: the agent may have replaced any of these paths."""
     targets = [seeded.config_dir / name for name in seeded.files.credentials] + seeded.seeded
     removed = []
     for path in targets:
-        with contextlib.suppress(FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            path.unlink()
-            removed.append(path.relative_to(seeded.home).as_posix())
+        try:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            log.warning("agent_home_scrub_failed", path=str(path), error=exc.strerror)
+            continue
+        removed.append(path.relative_to(seeded.home).as_posix())
     return removed
 
 

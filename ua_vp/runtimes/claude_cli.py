@@ -146,8 +146,8 @@ class ClaudeStream(JsonStream):
         self.data = {k: obj[k] for k in ("session_id", "num_turns", "duration_ms") if obj.get(k) is not None}
         self.track_usage(usage)
 
-    def finish(self, proc: ProcessResult) -> Result:
-        result = super().finish(proc)
+    def finish(self, proc: ProcessResult, artifacts: list[str]) -> Result:
+        result = super().finish(proc, artifacts)
         if self.denials:
             listed = "; ".join(f"{d['tool']} {d['input']}" for d in self.denials[:_MAX_TOOLS_SHOWN])
             mode = self.ctx.settings.claude_permission_mode
