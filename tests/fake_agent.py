@@ -4,8 +4,9 @@ fake_agent.py lines N              N stdout lines, one stderr line, exit 0
 fake_agent.py fail CODE            a stderr line, exit CODE
 fake_agent.py flood                stdout without end
 fake_agent.py sleep PIDFILE        write own pid, sleep forever
-fake_agent.py family PIDFILE [stubborn]
-                                   start a grandchild (ignoring SIGTERM if stubborn),
+fake_agent.py family PIDFILE [stubborn] [setsid]
+                                   start a grandchild (ignoring SIGTERM if stubborn, in a
+                                   session of its own if setsid, as agent CLIs run shell commands),
                                    write "childpid grandchildpid", sleep forever
 fake_agent.py orphan PIDFILE       start a grandchild, write its pid, exit 0 at once
 fake_agent.py claude SCENARIO ARGV...   claude --print --output-format stream-json --verbose
@@ -46,17 +47,17 @@ def sleep_forever() -> None:
         time.sleep(60)
 
 
-def start_grandchild(pidfile: str, stubborn: bool) -> int:
+def start_grandchild(pidfile: str, stubborn: bool, *, own_session: bool = False) -> int:
     gpidfile = f"{pidfile}.grandchild"
     args = [sys.executable, __file__, "grandchild", gpidfile, *(["stubborn"] if stubborn else [])]
-    child = subprocess.Popen(args)
+    child = subprocess.Popen(args, start_new_session=own_session)
     while not Path(gpidfile).exists():
         time.sleep(0.01)
     return child.pid
 
 
-def family(pidfile: str, stubborn: bool) -> None:
-    grandchild = start_grandchild(pidfile, stubborn)
+def family(pidfile: str, stubborn: bool, own_session: bool = False) -> None:
+    grandchild = start_grandchild(pidfile, stubborn, own_session=own_session)
     write_atomically(pidfile, f"{os.getpid()} {grandchild}")
     sleep_forever()
 
@@ -219,7 +220,7 @@ def main(argv: list[str]) -> int:
         write_atomically(args[0], str(os.getpid()))
         sleep_forever()
     if mode == "family":
-        family(args[0], stubborn="stubborn" in args[1:])
+        family(args[0], stubborn="stubborn" in args[1:], own_session="setsid" in args[1:])
     if mode == "orphan":
         write_atomically(args[0], str(start_grandchild(args[0], stubborn=False)))
         return 0

@@ -376,10 +376,16 @@ async def _close_pipes(proc: asyncio.subprocess.Process) -> None:
 async def _stop_group(proc: asyncio.subprocess.Process, pgid: int, grace: float) -> bool:
     """SIGTERM the group, allow ``grace`` seconds, SIGKILL whatever is left, reap the leader.
 
+    Descendants that left the group (an agent CLI runs its shell commands in sessions of
+    their own, on a terminal) get the same signals, as long as the leader still lives to
+    show whose they are; under bwrap the PID namespace takes any others down as well.
     Returns whether any member was still running."""
+    strays = _strays(proc.pid, pgid) if proc.returncode is None else set()
     if not _group_alive(pgid) or not _signal_group(pgid, signal.SIGTERM):
+        _signal_each(strays, signal.SIGKILL)
         await _until_exit(proc)
         return False
+    _signal_each(strays, signal.SIGTERM)
     deadline = time.monotonic() + grace
     try:
         with contextlib.suppress(TimeoutError):
@@ -390,8 +396,49 @@ async def _stop_group(proc: asyncio.subprocess.Process, pgid: int, grace: float)
     finally:
         # Also on a second cancellation during the grace: the group must not outlive us.
         _signal_group(pgid, signal.SIGKILL)
+        _signal_each(strays, signal.SIGKILL)
     await _until_exit(proc)
     return True
+
+
+def _strays(leader: int, pgid: int) -> set[int]:
+    """Live descendants of ``leader`` outside process group ``pgid``."""
+    parents: dict[int, tuple[int, int]] = {}
+    for pid, fields in _proc_stats():
+        if len(fields) > 3 and fields[0] not in (b"Z", b"X"):
+            parents[pid] = (int(fields[1]), int(fields[2]))
+    found: set[int] = set()
+    frontier = {leader}
+    while frontier:
+        frontier = {pid for pid, (parent, _) in parents.items() if parent in frontier and pid not in found}
+        found |= frontier
+    return {pid for pid in found if parents[pid][1] != pgid}
+
+
+def _signal_each(pids: set[int], sig: signal.Signals) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+
+
+def _proc_stats() -> list[tuple[int, list[bytes]]]:
+    """``(pid, fields after the command name)`` of every process in /proc."""
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    stats = []
+    for name in entries:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # The command name may itself contain spaces and ")".
+        stats.append((int(name), stat[stat.rfind(b")") + 2 :].split()))
+    return stats
 
 
 async def _until_exit(proc: asyncio.subprocess.Process) -> int:
@@ -422,20 +469,4 @@ def _group_alive(pgid: int) -> bool:
         return True
     # kill(2) also finds zombies, and in a container without an init process
     # nobody reaps orphaned ones; waiting out the grace for them would be wasted.
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return True
-    for name in entries:
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        # Fields after the command name, which may itself contain spaces and ")".
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        if len(fields) > 2 and fields[0] not in (b"Z", b"X") and int(fields[2]) == pgid:
-            return True
-    return False
+    return any(len(f) > 2 and f[0] not in (b"Z", b"X") and int(f[2]) == pgid for _, f in _proc_stats())
