@@ -216,7 +216,12 @@ def test_claude_usage_is_the_result_lines_counts(harness: Harness) -> None:
     }
 
 
-def test_codex_writes_its_workspace_through_its_own_sandbox_when_ours_is_off(harness: Harness) -> None:
+def test_codex_writes_its_workspace_through_its_own_sandbox_when_ours_is_off(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RUST_BACKTRACE", "1")  # would bury codex's error line under frames
+    monkeypatch.setenv("OPENAI_API_KEY", "openai-key-for-codex")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "anthropic-key-not-for-codex")
     settings = harness.settings(
         codex_bin=harness.fake_bin("codex", "codex", "success"), codex_args="--model o4-mini -c x=1"
     )
@@ -228,6 +233,10 @@ def test_codex_writes_its_workspace_through_its_own_sandbox_when_ours_is_off(har
     assert argv[-2] == "--"
     assert "Do it." in argv[-1]
     assert recorded["env"]["CODEX_HOME"] == str(harness.workspace / FALLBACK_HOME / ".codex")
+    # What codex declares reaches it; nothing else of the worker's environment does.
+    assert recorded["env"]["OPENAI_API_KEY"] == "openai-key-for-codex"
+    assert "ANTHROPIC_API_KEY" not in recorded["env"]
+    assert "RUST_BACKTRACE" not in recorded["env"]
 
 
 def test_codex_inside_our_sandbox_is_told_it_is_sandboxed_from_outside(harness: Harness) -> None:
