@@ -34,6 +34,7 @@ from ua_vp.missions import (
     MissionSpec,
     Status,
 )
+from ua_vp.redact import redact_data
 from ua_vp.store import db, pg_sql
 from ua_vp.store.tables import Timestamp, events, missions, sessions
 
@@ -429,7 +430,8 @@ class MissionStore:
         reaped (and perhaps re-claimed by another) gets None and nothing is written."""
         if status not in TERMINAL:
             raise InvalidRequest(f"finalize needs a terminal status, got {status.value!r}")
-        result, error = storable_json(result), storable_json(error)
+        # Errors quote what runtimes and agents said, which may include a credential.
+        result, error = storable_json(result), redact_data(storable_json(error))
         if self.is_postgres:
             rows = self._one_statement(
                 pg_sql.FINALIZE,
@@ -484,7 +486,7 @@ class MissionStore:
 
     def add_progress(self, mission_id: str, lease_token: str, payloads: Iterable[dict[str, Any]]) -> bool:
         """Record progress events while the lease is held; False (nothing written) otherwise."""
-        payloads = [storable_json(p) for p in payloads]
+        payloads = [redact_data(storable_json(p)) for p in payloads]
         with self._tx() as conn:
             row = conn.execute(
                 select(missions.c.vp_id)
