@@ -25,6 +25,7 @@ from tenacity import (
 
 from ua_vp.errors import ConfigError, RuntimeFailed
 from ua_vp.profiles import Result
+from ua_vp.redact import redact_url
 from ua_vp.runtimes.common import check_token_budget, mission_prompt, object_at, system_prompt, tokens_used
 from ua_vp.runtimes.process import clip
 
@@ -115,8 +116,10 @@ def check_base_url(url: str, setting: str = "UA_VP_OPENAI_BASE_URL") -> str:
         parsed = httpx.URL(url.strip())
     except httpx.InvalidURL as exc:
         raise ConfigError(
-            f"{setting} is not a URL ({exc}); use e.g. https://api.openai.com/v1", setting=setting
+            f"{setting}={redact_url(url.strip())!r} is not a URL ({exc}); use e.g. https://api.openai.com/v1",
+            setting=setting,
         ) from None
+    # Rebuilt from its parts, so no user:password@ is ever part of a message.
     shown = f"{parsed.scheme}://{parsed.host}{f':{parsed.port}' if parsed.port else ''}{parsed.path}"
     if parsed.userinfo:
         raise ConfigError(
@@ -126,7 +129,8 @@ def check_base_url(url: str, setting: str = "UA_VP_OPENAI_BASE_URL") -> str:
         )
     if "://" not in url or parsed.scheme not in ("http", "https") or not parsed.host:
         raise ConfigError(
-            f"{setting}={url.strip()!r} needs http:// or https:// and a host, e.g. https://api.openai.com/v1",
+            f"{setting}={redact_url(url.strip())!r} needs http:// or https:// and a host, "
+            "e.g. https://api.openai.com/v1",
             setting=setting,
         )
     if not _VERSION_SEGMENT.search(parsed.path):
