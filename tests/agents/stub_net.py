@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -63,15 +64,24 @@ def _free_subnet() -> int:
     raise RuntimeError("no free 10.231.N.0/24 subnet")
 
 
+def _remove_stale() -> None:
+    """Namespaces of earlier runs that were killed before they could clean up (their veth goes with them)."""
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    for name in re.findall(r"^(uavp-stub-(\d+)-\d+)", listed, re.M):
+        if not Path(f"/proc/{name[1]}").exists():
+            subprocess.run(["ip", "netns", "del", name[0]], capture_output=True)
+
+
 def _ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
 
 
 @contextlib.contextmanager
 def stub_internet(workdir: Path) -> Iterator[StubInternet]:
+    _remove_stale()
     n = _free_subnet()
-    tag = f"uavp{n}x{os.getpid() % 10000}"
-    ns, host_if, ns_if = f"{tag}ns", f"{tag}h", f"{tag}n"
+    tag = f"uavp{n}x{os.getpid() % 10000}"  # interface names have at most 15 characters
+    ns, host_if, ns_if = f"uavp-stub-{os.getpid()}-{n}", f"{tag}h", f"{tag}n"
     host_addr, stub_addr = f"10.231.{n}.1", f"10.231.{n}.2"
     key = "stub-key-" + secrets.token_hex(16)  # not sk-…: a leak must not be hidden by log masking
     log = workdir / "stub-requests.jsonl"
