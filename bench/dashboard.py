@@ -27,6 +27,7 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import psycopg
@@ -153,7 +154,8 @@ def first_load(url: str) -> dict[str, Any] | None:
                 message = json.loads(entry["message"])["message"]
                 if message["method"] == "Network.requestWillBeSent":
                     requests += 1
-                    origins.add(message["params"]["request"]["url"].split("/")[2])
+                    target = urlsplit(message["params"]["request"]["url"])
+                    origins.add(target.netloc or f"{target.scheme}:")
                 elif message["method"] == "Network.loadingFinished":
                     wire += int(message["params"]["encodedDataLength"])
             out[label] = {"requests": requests, "bytes": wire, "rows_shown_ms": 1000 * shown, "hosts": sorted(origins)}
@@ -183,6 +185,7 @@ def main() -> None:
         db.upgrade(engine)
         engine.dispose()
         seeded = seed(url, args.missions)
+        print(f"# seeded {args.missions} missions in {seeded:.1f} s", file=sys.stderr, flush=True)
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("UA_VP_")}
         env.update(
@@ -231,7 +234,10 @@ def main() -> None:
                 "dashboard metrics page: timeline": "/api/v1/ops/metrics/timeline",
                 "/metrics (Prometheus scrape)": "/metrics",
             }
-            figures = {label: timed(http, path, args.requests) for label, path in variants.items()}
+            figures = {}
+            for label, path in variants.items():
+                figures[label] = timed(http, path, args.requests)
+                print(f"# {label}: p50 {figures[label]['p50_ms']:.2f} ms", file=sys.stderr, flush=True)
         base_p50 = figures["baseline: JSON list route (limit=50)"]["p50_ms"]
         base_p99 = figures["baseline: JSON list route (limit=50)"]["p99_ms"]
         load = first_load(base)
