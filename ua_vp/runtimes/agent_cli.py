@@ -4,6 +4,7 @@ JSON object per line, turn each line into one progress event, and build the
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 from collections.abc import Callable
@@ -103,7 +104,8 @@ class AgentCliExecutor:
             check=False,
             setting=self.setting,
         )
-        return stream.finish(proc)
+        # finish() lists the workspace's files: a blocking walk, kept off the event loop.
+        return await asyncio.to_thread(stream.finish, proc)
 
 
 def require_program(program: str, setting: str) -> str:

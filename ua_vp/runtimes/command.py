@@ -9,6 +9,7 @@ literal brace as ``{{`` or ``}}``.
 
 from __future__ import annotations
 
+import asyncio
 import shlex
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -83,9 +84,10 @@ class CommandExecutor:
         }
         proc = await run_process(argv, ctx, on_stdout=output_events(ctx, "stdout"), env=env, setting="UA_VP_COMMAND")
         last = [line for line in proc.stdout_tail if line.strip()][-SUMMARY_LINES:]
+        artifacts = await asyncio.to_thread(list_artifacts, ctx.workspace, skip=frozenset({OBJECTIVE_FILE}))
         return Result(
             summary="\n".join(last) or f"{proc.program} exited 0 without output",
-            artifacts=list_artifacts(ctx.workspace, skip=frozenset({OBJECTIVE_FILE})),
+            artifacts=artifacts,
             usage={"output_bytes": proc.output_bytes, "seconds": proc.seconds},
             data={"exit_code": proc.exit_code},
         )

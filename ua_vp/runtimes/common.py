@@ -16,6 +16,9 @@ if TYPE_CHECKING:
     from ua_vp.profiles import Profile
 
 MAX_ARTIFACTS = 200
+MAX_WALKED = 10_000
+"""Folders and files looked at when listing artifacts: an agent can leave 300k empty
+folders, and the listing must not take seconds over them (it runs off the event loop too)."""
 
 # Anthropic counts cache reads and writes apart from ``input_tokens``; OpenAI's
 # ``prompt_tokens`` (and codex's ``input_tokens``) already include cached ones.
@@ -82,9 +85,15 @@ def check_token_budget(budget: Mapping[str, Any], usage: Mapping[str, Any], *, w
 
 
 def list_artifacts(workspace: Path, *, skip: frozenset[str] = frozenset()) -> list[str]:
-    """Files in ``workspace`` (relative, sorted), leaving out hidden folders such as ``.git``."""
+    """Files in ``workspace`` (relative, sorted), leaving out hidden folders such as ``.git``.
+    Blocking and bounded (:data:`MAX_ARTIFACTS` found, :data:`MAX_WALKED` looked at):
+    call it in a thread."""
     found: list[str] = []
+    walked = 0
     for root, dirs, files in os.walk(workspace):
+        walked += 1 + len(dirs) + len(files)
+        if walked > MAX_WALKED:
+            return found
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
             rel = (Path(root) / name).relative_to(workspace).as_posix()
