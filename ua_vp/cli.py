@@ -17,7 +17,7 @@ from sqlalchemy.exc import DBAPIError
 from ua_vp.config import Settings, load_settings
 from ua_vp.errors import InvalidRequest, UaVpError
 from ua_vp.missions import parse_statuses
-from ua_vp.redact import redact
+from ua_vp.redact import printable, redact
 from ua_vp.store import MissionStore, open_store
 
 
@@ -79,10 +79,16 @@ def _json_arg(name: str, raw: str | None) -> Any:
         raise InvalidRequest(f"--{name} is not valid JSON ({exc.msg} at position {exc.pos}): {raw!r}") from None
 
 
+def _say(text: str, *, err: bool = False) -> None:
+    """Every human-facing line goes out here: what agents and callers wrote (an objective,
+    an error) may hold terminal escapes, which are shown as ``\\x1b``, never obeyed."""
+    click.echo(printable(text), err=err)
+
+
 def _table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
     if not rows:
         return "(none)"
-    cells = [[str(r.get(c) if r.get(c) is not None else "-") for c in columns] for r in rows]
+    cells = [[printable(str(r.get(c) if r.get(c) is not None else "-"), one_line=True) for c in columns] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
     line = "  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))
     body = ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
@@ -90,7 +96,10 @@ def _table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
 
 
 def _emit(state: State, payload: Any, human: Callable[[], str]) -> None:
-    click.echo(json.dumps(payload, indent=2, default=str) if state.as_json else human())
+    if state.as_json:
+        click.echo(json.dumps(payload, indent=2, default=str))  # JSON escapes control characters itself
+    else:
+        _say(human())
 
 
 MISSION_COLUMNS = ("mission_id", "vp_id", "status", "attempt", "priority", "lane", "created_at", "objective")
@@ -184,7 +193,7 @@ def dispatch(
     mission_id = mission["mission_id"]
     verb = "queued" if created else "already existed (idempotent replay)"
     if not state.as_json:
-        click.echo(f"mission {mission_id} {verb} on lane {mission['lane']}")
+        _say(f"mission {mission_id} {verb} on lane {mission['lane']}")
     if wait or follow:
         events = (
             client.follow(mission_id, timeout=timeout)
@@ -193,7 +202,7 @@ def dispatch(
         )
         for event in events:
             if follow and not state.as_json:
-                click.echo(_event_line(event))
+                _say(_event_line(event))
         mission = client.mission(mission_id) if api_url else state.store().get(mission_id).to_public()
     final = mission["result"] or mission["error"]
     _emit(
@@ -226,7 +235,10 @@ def mission(state: State, mission_id: str) -> None:
     evs = [e.to_public() for e in store.events(mission_id)]
 
     def human() -> str:
-        head = "\n".join(f"{k:>20}: {json.dumps(v) if isinstance(v, dict | list) else v}" for k, v in m.items())
+        head = "\n".join(
+            f"{k:>20}: {json.dumps(v) if isinstance(v, dict | list) else printable(str(v), one_line=True)}"
+            for k, v in m.items()
+        )
         rows = [{**e, "created_at": e["created_at"][:23], "payload": json.dumps(e["payload"])[:80]} for e in evs]
         return head + "\n\n" + _table(rows, ("id", "created_at", "event_type", "payload"))
 
@@ -362,11 +374,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="ua-vp", standalone_mode=False)
     except UaVpError as exc:
-        click.echo(f"error [{exc.code}]: {redact(exc.message)}", err=True)
+        _say(f"error [{exc.code}]: {redact(exc.message)}", err=True)
         sys.exit(2)
     except DBAPIError as exc:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
-        click.echo(f"error [database_unavailable]: {redact(reason)} (check UA_VP_DATABASE_URL)", err=True)
+        _say(f"error [database_unavailable]: {redact(reason)} (check UA_VP_DATABASE_URL)", err=True)
         sys.exit(2)
     except click.exceptions.Abort:
         sys.exit(130)
