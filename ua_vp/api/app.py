@@ -22,11 +22,13 @@ from litestar.types import ControllerRouterHandler, ExceptionHandlersMap, Guard
 
 from ua_vp import __version__
 from ua_vp.api.auth import SCHEME_NAME, SECURITY_SCHEME, bearer_guard
+from ua_vp.api.callers import owner_guard, request_guards
 from ua_vp.api.deps import ApiState, Lane, provide_api
 from ua_vp.api.errors import exception_handlers
 from ua_vp.api.health import HealthController
 from ua_vp.api.missions import MissionController
 from ua_vp.api.ops import DashboardController, MetricsController, SessionController
+from ua_vp.api.streams import StreamLimits
 from ua_vp.config import Settings
 from ua_vp.dispatch import Gateway, lane_for
 from ua_vp.plugins import Registry, load_registry
@@ -50,6 +52,7 @@ def create_app(
     api = _build_state(settings, store=store, registry=registry, lanes=lanes, in_process_lane=in_process_lane)
     return Litestar(
         route_handlers=_configure_routes(settings),
+        guards=request_guards(settings),
         dependencies={"api": Provide(provide_api, sync_to_thread=False)},
         state=State({"api": api}),
         exception_handlers=_configure_exception_handlers(),
@@ -85,7 +88,8 @@ def _build_state(
         from ua_vp.worker import InProcessLane
 
         chosen.append(InProcessLane(settings=settings, store=store, registry=registry))
-    return ApiState(settings=settings, store=store, registry=registry, gateway=gateway, lanes=chosen)
+    streams = StreamLimits(total=settings.max_event_streams, per_client=settings.max_event_streams_per_client)
+    return ApiState(settings=settings, store=store, registry=registry, gateway=gateway, lanes=chosen, streams=streams)
 
 
 def _configure_routes(settings: Settings) -> list[ControllerRouterHandler]:
@@ -94,6 +98,8 @@ def _configure_routes(settings: Settings) -> list[ControllerRouterHandler]:
     if settings.ops_token is not None:
         guards.append(bearer_guard(settings.ops_token.get_secret_value()))
         security = [{SCHEME_NAME: []}]
+    elif settings.tokenless_callers == "owner":
+        guards.append(owner_guard())
     protected = Router(
         path="/api/v1",
         route_handlers=[MissionController, SessionController, MetricsController, DashboardController],
