@@ -98,6 +98,7 @@ def test_the_reported_cross_site_dispatch_is_refused(serve: Serve, store: Missio
         assert_error(r, 400, "host_not_allowed")
         # Each check on its own:
         assert_error(http.get(MISSIONS, headers={"Host": f"attacker.example:{port}"}), 400, "host_not_allowed")
+        assert_error(http.get(MISSIONS, headers={"Host": "127.0.0.1.nip.io"}), 400, "host_not_allowed")
         for origin in ("http://attacker.example", "null", f"http://localhost:{port + 1}"):
             r = http.post(DISPATCH, json=SEED_BODY, headers={"Origin": origin})
             assert_error(r, 403, "origin_not_allowed")
@@ -110,7 +111,8 @@ def test_the_reported_cross_site_dispatch_is_refused(serve: Serve, store: Missio
 
         # What stays allowed: loopback names, the API's own origin, JSON with a charset,
         # and reads from anywhere a browser would not let a page read anyway.
-        for host in (f"localhost:{port}", f"127.0.0.1:{port}", "localhost"):
+        # An address is no rebinding risk (that needs a name): http://10.0.0.5:8002 works.
+        for host in (f"localhost:{port}", f"127.0.0.1:{port}", "localhost", f"[::1]:{port}", f"10.0.0.5:{port}"):
             assert http.post(DISPATCH, json=SEED_BODY, headers={"Host": host}).status_code == 201
         own = {"Origin": served.url, "Content-Type": "application/json; charset=utf-8"}
         assert http.post(DISPATCH, content=seed, headers=own).status_code == 201

@@ -1,9 +1,10 @@
 """Who may call the ops API, and from which page: the checks that run before a handler.
 
 - **Host** (every route): the ``Host`` header must name this server: a loopback name,
-  the address it is bound to, this machine's host name, or one of
-  ``UA_VP_ALLOWED_HOSTS``. A page on ``attacker.example`` whose name was made to
-  resolve to 127.0.0.1 (DNS rebinding) sends its own name, and is refused.
+  the address it is bound to, this machine's host name, one of ``UA_VP_ALLOWED_HOSTS``,
+  or an IP address. A page on ``attacker.example`` whose name was made to resolve to
+  127.0.0.1 (DNS rebinding) sends its own name, and is refused; rebinding needs a name,
+  so an address typed as such (``http://10.0.0.5:8002``) is no such risk.
 - **Origin** (state-changing methods): a browser says which page sent a request; one
   from any other origin than the API's own (or ``Origin: null``, or marked
   ``Sec-Fetch-Site: cross-site``) is refused, so no web page the operator opens can
@@ -82,6 +83,16 @@ def allowed_hosts(settings: Settings) -> frozenset[str]:
     return frozenset(names)
 
 
+def _known_host(name: str, hosts: frozenset[str]) -> bool:
+    if name in hosts:
+        return True
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -110,7 +121,7 @@ def request_guards(settings: Settings) -> list[Guard]:
     def check_host_and_origin(connection: Connection, _handler: BaseRouteHandler) -> None:
         headers = connection.headers
         host = headers.get("host", "")
-        if not any_host and _over_a_socket(connection) and _host_name(host) not in hosts:
+        if not any_host and _over_a_socket(connection) and not _known_host(_host_name(host), hosts):
             raise HostNotAllowed(
                 f"Host {host[:100]!r} is not a name of this server; use one of {sorted(hosts)} "
                 "or add it to UA_VP_ALLOWED_HOSTS",

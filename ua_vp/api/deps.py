@@ -37,8 +37,9 @@ class ApiState:
     store: MissionStore
     registry: Registry
     gateway: Gateway
+    streams: StreamLimits
+    """Open event streams, against UA_VP_MAX_EVENT_STREAMS(_PER_CLIENT)."""
     lanes: list[Lane] = field(default_factory=list)
-    streams: StreamLimits = field(default_factory=lambda: StreamLimits(total=64, per_client=16))
     stopping: threading.Event = field(default_factory=threading.Event)
     """Set when the server was told to stop: event streams end instead of holding shutdown up."""
 
