@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from ua_vp.errors import ConfigError
 from ua_vp.profiles import Result
-from ua_vp.runtimes.common import list_artifacts
+from ua_vp.runtimes.common import collect_artifacts, write_new_file
 from ua_vp.runtimes.process import output_events, run_process
 
 if TYPE_CHECKING:
@@ -52,8 +52,7 @@ def parse_template(template: str | None) -> list[str]:
 
 
 def build_argv(parts: list[str], mission: Mission, workspace: Path) -> list[str]:
-    objective_file = workspace / OBJECTIVE_FILE
-    objective_file.write_text(mission.objective, encoding="utf-8")
+    objective_file = write_new_file(workspace, OBJECTIVE_FILE, mission.objective)
     values = {
         "objective": mission.objective,
         "objective_file": str(objective_file),
@@ -76,7 +75,7 @@ class CommandExecutor:
     parts: list[str]
 
     async def execute(self, mission: Mission, ctx: MissionContext) -> Result:
-        argv = build_argv(self.parts, mission, ctx.workspace)
+        argv = await asyncio.to_thread(build_argv, self.parts, mission, ctx.workspace)
         env = {
             "UA_VP_MISSION_ID": mission.mission_id,
             "UA_VP_VP_ID": mission.vp_id,
@@ -84,10 +83,9 @@ class CommandExecutor:
         }
         proc = await run_process(argv, ctx, on_stdout=output_events(ctx, "stdout"), env=env, setting="UA_VP_COMMAND")
         last = [line for line in proc.stdout_tail if line.strip()][-SUMMARY_LINES:]
-        artifacts = await asyncio.to_thread(list_artifacts, ctx.workspace, skip=frozenset({OBJECTIVE_FILE}))
         return Result(
             summary="\n".join(last) or f"{proc.program} exited 0 without output",
-            artifacts=artifacts,
+            artifacts=await collect_artifacts(ctx.workspace, skip=frozenset({OBJECTIVE_FILE})),
             usage={"output_bytes": proc.output_bytes, "seconds": proc.seconds},
             data={"exit_code": proc.exit_code},
         )
