@@ -138,6 +138,7 @@ def first_load(url: str) -> dict[str, Any] | None:
     driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
     out: dict[str, Any] = {}
     try:
+        driver.get("about:blank")
         for label in ("first", "cached"):
             driver.get_log("performance")
             began = time.perf_counter()
@@ -150,13 +151,20 @@ def first_load(url: str) -> dict[str, Any] | None:
             shown = time.perf_counter() - began
             time.sleep(0.5)
             requests, wire, origins = 0, 0, set()
+            ours: set[str] = set()
+            host = urlsplit(url).netloc
             for entry in driver.get_log("performance"):
                 message = json.loads(entry["message"])["message"]
+                # Only the page's own traffic: chromium's internal pages (its new-tab page)
+                # log theirs here too, under chrome:// and data: URLs.
                 if message["method"] == "Network.requestWillBeSent":
-                    requests += 1
                     target = urlsplit(message["params"]["request"]["url"])
-                    origins.add(target.netloc or f"{target.scheme}:")
-                elif message["method"] == "Network.loadingFinished":
+                    if target.scheme in ("http", "https"):
+                        origins.add(target.netloc)
+                    if target.netloc == host:
+                        requests += 1
+                        ours.add(message["params"]["requestId"])
+                elif message["method"] == "Network.loadingFinished" and message["params"]["requestId"] in ours:
                     wire += int(message["params"]["encodedDataLength"])
             out[label] = {"requests": requests, "bytes": wire, "rows_shown_ms": 1000 * shown, "hosts": sorted(origins)}
             # The list polls every 2 s: stop counting before the next poll of the cached load.

@@ -19,7 +19,7 @@ from ua_vp.config import Settings, load_settings
 from ua_vp.errors import InvalidRequest, UaVpError
 from ua_vp.follow import Client, WaitTimedOut
 from ua_vp.host import Host
-from ua_vp.redact import redact
+from ua_vp.redact import printable, redact
 
 EXIT_COMPLETED, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED, EXIT_TIMED_OUT = 0, 1, 2, 3, 4
 """``--wait``/``--follow`` exit with the mission's outcome; 2 stays for usage and validation errors."""
@@ -115,10 +115,16 @@ def _json_arg(name: str, raw: str | None) -> Any:
         raise InvalidRequest(f"--{name} is not valid JSON ({exc.msg} at position {exc.pos}): {raw!r}") from None
 
 
+def _say(text: str, *, err: bool = False) -> None:
+    """Every human-facing line goes out here: what agents and callers wrote (an objective,
+    an error) may hold terminal escapes, which are shown as ``\\x1b``, never obeyed."""
+    click.echo(printable(text), err=err)
+
+
 def _table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
     if not rows:
         return "(none)"
-    cells = [[str(r.get(c) if r.get(c) is not None else "-") for c in columns] for r in rows]
+    cells = [[printable(str(r.get(c) if r.get(c) is not None else "-"), one_line=True) for c in columns] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
     line = "  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))
     body = ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
@@ -126,7 +132,10 @@ def _table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
 
 
 def _emit(state: State, payload: Any, human: Callable[[], str]) -> None:
-    click.echo(json.dumps(payload, indent=2, default=str) if state.as_json else human())
+    if state.as_json:
+        click.echo(json.dumps(payload, indent=2, default=str))  # JSON escapes control characters itself
+    else:
+        _say(human())
 
 
 MISSION_COLUMNS = ("mission_id", "vp_id", "status", "attempt", "priority", "lane", "created_at", "objective")
@@ -227,11 +236,11 @@ def dispatch(
     mission_id = mission["mission_id"]
     verb = "queued" if created else "already existed (idempotent replay)"
     if not state.as_json:
-        click.echo(f"mission {mission_id} {verb} on lane {mission['lane']}")
+        _say(f"mission {mission_id} {verb} on lane {mission['lane']}")
     if wait or follow:
         for event in client.follow(mission_id, timeout=timeout):
             if follow and not state.as_json:
-                click.echo(_event_line(event))
+                _say(_event_line(event))
         mission = client.mission(mission_id)
     final = mission["result"] or mission["error"]
     _emit(
@@ -268,7 +277,10 @@ def mission(state: State, mission_id: str) -> None:
     evs = client.events(mission_id)
 
     def human() -> str:
-        head = "\n".join(f"{k:>20}: {json.dumps(v) if isinstance(v, dict | list) else v}" for k, v in m.items())
+        head = "\n".join(
+            f"{k:>20}: {json.dumps(v) if isinstance(v, dict | list) else printable(str(v), one_line=True)}"
+            for k, v in m.items()
+        )
         rows = [{**e, "created_at": e["created_at"][:23], "payload": json.dumps(e["payload"])[:80]} for e in evs]
         return head + "\n\n" + _table(rows, ("id", "created_at", "event_type", "payload"))
 
@@ -497,14 +509,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         if isinstance(code, int) and code:
             sys.exit(code)
     except WaitTimedOut as exc:
-        click.echo(f"error [{exc.code}]: {redact(exc.message)}", err=True)
+        _say(f"error [{exc.code}]: {redact(exc.message)}", err=True)
         sys.exit(EXIT_TIMED_OUT)
     except UaVpError as exc:
-        click.echo(f"error [{exc.code}]: {redact(exc.message)}", err=True)
+        _say(f"error [{exc.code}]: {redact(exc.message)}", err=True)
         sys.exit(EXIT_USAGE)
     except DBAPIError as exc:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
-        click.echo(f"error [database_unavailable]: {redact(reason)} (check UA_VP_DATABASE_URL)", err=True)
+        _say(f"error [database_unavailable]: {redact(reason)} (check UA_VP_DATABASE_URL)", err=True)
         sys.exit(EXIT_USAGE)
     except click.exceptions.Abort:
         sys.exit(130)

@@ -147,13 +147,23 @@ class Settings(BaseSettings):
     """Set: every ops route needs ``Authorization: Bearer <token>``."""
     allow_unauthenticated_bind: bool = False
     """Explicit opt-out: serve on a non-loopback address without a token."""
+    tokenless_callers: Literal["owner", "any"] = "owner"
+    """Without a token: ``owner`` accepts calls only from the server's own OS user (the peer
+    of the loopback connection); ``any`` accepts every caller that can connect."""
+    allowed_hosts: CommaList = Field(default_factory=list)
+    """Extra names the ``Host`` header may carry (loopback names, the bind address and this
+    machine's name always may); ``*`` accepts any."""
+    max_event_streams: int = Field(default=64, ge=1, le=100_000)
+    """Server-Sent Event streams open at once, in total (429 ``too_many_streams`` above)."""
+    max_event_streams_per_client: int = Field(default=16, ge=1, le=100_000)
+    """Server-Sent Event streams one client address may hold open at once."""
     max_request_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
 
     # --- logs -----------------------------------------------------------------
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "console", "json"] = "auto"
 
-    @field_validator("enabled_ids", "remote_ids", "load_plugins", mode="before")
+    @field_validator("enabled_ids", "remote_ids", "load_plugins", "allowed_hosts", mode="before")
     @classmethod
     def _split_ids(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -192,7 +202,9 @@ class Settings(BaseSettings):
             return [Path(part.strip()) for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("log_level", "log_format", "dispatch_mode", "sandbox", "sandbox_protected", mode="before")
+    @field_validator(
+        "log_level", "log_format", "dispatch_mode", "sandbox", "sandbox_protected", "tokenless_callers", mode="before"
+    )
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value

@@ -309,7 +309,9 @@ class Worker:
             workspace = await asyncio.to_thread(attempts.fresh_workspace, self.profile.workspace_root, mission)
             # Worker-time guard: the filesystem may have changed since dispatch
             # (a symlink planted into a protected root, say).
-            self.registry.check_mission(mission, "worker", workspace=workspace)
+            # In a thread: a mission naming many paths (or a slow filesystem) must not stall
+            # the loop, which in the in-process lane is the whole API.
+            await asyncio.to_thread(self.registry.check_mission, mission, "worker", workspace=workspace)
             home = await asyncio.to_thread(attempts.fresh_home, self.settings.homes_root, mission)
             max_seconds = mission.budget.get("max_seconds")
             deadline = time.monotonic() + float(max_seconds) if max_seconds else None
@@ -336,7 +338,7 @@ class Worker:
         except asyncio.CancelledError:
             raise
         except GuardViolation as exc:
-            mlog.warning("mission_refused_by_guard", **exc.details)
+            mlog.warning("mission_refused_by_guard", resolved=str(exc.resolved), **exc.details)
             return None, exc.as_dict(), Status.FAILED
         except UaVpError as exc:
             mlog.warning("mission_failed", code=exc.code, error=exc.message)

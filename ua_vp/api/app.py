@@ -21,6 +21,7 @@ from litestar.types import ControllerRouterHandler, ExceptionHandlersMap, Guard
 
 from ua_vp import __version__
 from ua_vp.api.auth import SCHEME_NAME, SECURITY_SCHEME, bearer_guard
+from ua_vp.api.callers import owner_guard, request_guards
 from ua_vp.api.dashboard import DashboardPages, asset_routers, swagger_plugin
 from ua_vp.api.deps import ApiState, Lane, provide_api
 from ua_vp.api.errors import exception_handlers
@@ -28,6 +29,7 @@ from ua_vp.api.health import HealthController
 from ua_vp.api.missions import MissionController
 from ua_vp.api.ops import DashboardController, MetricsController, ProfileController, SessionController
 from ua_vp.api.prometheus import PrometheusController
+from ua_vp.api.streams import StreamLimits
 from ua_vp.config import Settings
 from ua_vp.dispatch import lane_for
 from ua_vp.host import Host
@@ -52,6 +54,7 @@ def create_app(
     api = _build_state(settings, store=store, registry=registry, lanes=lanes, in_process_lane=in_process_lane)
     return Litestar(
         route_handlers=_configure_routes(settings),
+        guards=request_guards(settings),
         dependencies={"api": Provide(provide_api, sync_to_thread=False)},
         state=State({"api": api}),
         exception_handlers=_configure_exception_handlers(),
@@ -82,7 +85,8 @@ def _build_state(
         from ua_vp.worker import InProcessLane
 
         chosen.append(InProcessLane(settings=settings, store=store, registry=registry))
-    return ApiState(settings=settings, store=store, registry=registry, gateway=gateway, lanes=chosen)
+    streams = StreamLimits(total=settings.max_event_streams, per_client=settings.max_event_streams_per_client)
+    return ApiState(settings=settings, store=store, registry=registry, gateway=gateway, lanes=chosen, streams=streams)
 
 
 def _configure_routes(settings: Settings) -> list[ControllerRouterHandler]:
@@ -91,6 +95,8 @@ def _configure_routes(settings: Settings) -> list[ControllerRouterHandler]:
     if settings.ops_token is not None:
         guards.append(bearer_guard(settings.ops_token.get_secret_value()))
         security = [{SCHEME_NAME: []}]
+    elif settings.tokenless_callers == "owner":
+        guards.append(owner_guard())
     protected = Router(
         path="/api/v1",
         route_handlers=[

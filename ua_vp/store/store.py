@@ -288,7 +288,7 @@ class MissionStore:
         stmt = (
             sqlite_insert(missions)
             .values({**values, "created_at": self._now()})
-            .on_conflict_do_nothing(index_elements=["idempotency_key"])
+            .on_conflict_do_nothing(index_elements=["vp_id", "idempotency_key"])
             .returning(*missions.c)
         )
         with self._tx() as conn:
@@ -303,8 +303,11 @@ class MissionStore:
         return Enqueued(mission, created=True)
 
     def _replay(self, spec: MissionSpec, request_hash: str, conn: Connection | None = None) -> Enqueued:
-        """The idempotency key was taken: same request -> that mission, else a conflict."""
-        query = select(missions).where(missions.c.idempotency_key == spec.idempotency_key)
+        """The idempotency key was taken for this vp_id: same request -> that mission, else a
+        conflict. The conflict names no mission: the key may be another caller's."""
+        query = select(missions).where(
+            missions.c.vp_id == spec.vp_id, missions.c.idempotency_key == spec.idempotency_key
+        )
         if conn is None:
             with self.engine.connect() as own:
                 existing = _mission(own.execute(query).one())
@@ -312,9 +315,9 @@ class MissionStore:
             existing = _mission(conn.execute(query).one())
         if existing.request_hash != request_hash:
             raise IdempotencyConflict(
-                f"idempotency_key {spec.idempotency_key!r} was already used for a different request "
-                f"(mission {existing.mission_id}); use a new key for a new request",
-                mission_id=existing.mission_id,
+                f"idempotency_key {spec.idempotency_key!r} was already used for a different {spec.vp_id} "
+                "request; use a new key for a new request",
+                vp_id=spec.vp_id,
             )
         return Enqueued(existing, created=False)
 
