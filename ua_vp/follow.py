@@ -12,10 +12,10 @@ from typing import Any
 import httpx
 
 from ua_vp.errors import UaVpError
-from ua_vp.missions import FINAL_EVENT
+from ua_vp.event_cursor import EventCursor
+from ua_vp.missions import TERMINAL_EVENTS
 from ua_vp.store import MissionStore
 
-TERMINAL_EVENTS = frozenset(e.value for e in FINAL_EVENT.values())
 POLL_SECONDS = 0.2
 
 
@@ -43,10 +43,10 @@ def _timed_out(mission_id: str, timeout: float) -> WaitTimedOut:
 def follow_local(store: MissionStore, mission_id: str, *, timeout: float) -> Iterator[dict[str, Any]]:
     """Yield the mission's events as they are written, until its terminal event."""
     deadline = time.monotonic() + timeout
-    after = 0
+    cursor = EventCursor()
     while time.monotonic() < deadline:
-        for event in store.events(mission_id, after_id=after):
-            after = event.id
+        fresh, _ = cursor.read(store, mission_id)
+        for event in fresh:
             yield event.to_public()
             if event.event_type in TERMINAL_EVENTS:
                 return

@@ -10,23 +10,21 @@ from __future__ import annotations
 
 import json
 import threading
-import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from functools import partial
 
 import anyio
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from ua_vp.errors import InvalidRequest
-from ua_vp.missions import FINAL_EVENT, MissionEvent
+from ua_vp.event_cursor import EventCursor
+from ua_vp.missions import TERMINAL_EVENTS, MissionEvent
 from ua_vp.store import MissionStore
 
 POLL_SECONDS = 0.2
 KEEPALIVE_SECONDS = 15.0
 """An idle stream sends a comment this often so proxies do not close it."""
-SETTLE_SECONDS = 2.0
 BATCH = 1000
-TERMINAL_EVENTS = frozenset(event.value for event in FINAL_EVENT.values())
 
 
 def parse_last_event_id(raw: str | None, after_id: int) -> int:
@@ -42,34 +40,6 @@ def parse_last_event_id(raw: str | None, after_id: int) -> int:
     return value
 
 
-class _Cursor:
-    """Which events a follower has already sent.
-
-    PostgreSQL hands out event ids at INSERT, not at COMMIT: a slower transaction
-    can make id 10 visible after id 11 was sent. Reading on from the last id sent
-    would skip 10 for good, so each read starts at the newest id sent at least
-    :data:`SETTLE_SECONDS` ago and skips the ids sent since.
-    """
-
-    def __init__(self, after_id: int) -> None:
-        self.settled = after_id
-        self.recent: dict[int, float] = {}
-
-    def start(self) -> int:
-        now = time.monotonic()
-        for event_id, sent_at in list(self.recent.items()):
-            if now - sent_at >= SETTLE_SECONDS:
-                self.settled = max(self.settled, event_id)
-                del self.recent[event_id]
-        return self.settled
-
-    def fresh(self, batch: Sequence[MissionEvent]) -> list[MissionEvent]:
-        out = [e for e in batch if e.id > self.settled and e.id not in self.recent]
-        now = time.monotonic()
-        self.recent.update((e.id, now) for e in out)
-        return out
-
-
 def _message(event: MissionEvent) -> ServerSentEventMessage:
     return ServerSentEventMessage(id=event.id, event=event.event_type, data=json.dumps(event.to_public()))
 
@@ -77,17 +47,16 @@ def _message(event: MissionEvent) -> ServerSentEventMessage:
 async def follow(
     store: MissionStore, mission_id: str, after_id: int, stopping: threading.Event
 ) -> AsyncIterator[ServerSentEventMessage]:
-    cursor = _Cursor(after_id)
+    cursor = EventCursor(after_id)
     idle = 0.0
     ending = False
     while True:
-        batch = await anyio.to_thread.run_sync(partial(store.events, mission_id, after_id=cursor.start(), limit=BATCH))
-        fresh = cursor.fresh(batch)
+        fresh, full = await anyio.to_thread.run_sync(partial(cursor.read, store, mission_id, limit=BATCH))
         for event in fresh:
             yield _message(event)
             if event.event_type in TERMINAL_EVENTS:
                 return
-        if fresh and len(batch) == BATCH:
+        if fresh and full:
             continue  # more are waiting: no pause while replaying a long history
         if not fresh:
             if ending:

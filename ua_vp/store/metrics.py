@@ -53,7 +53,7 @@ def vp_metrics(store: MissionStore, vp_id: str | None = None, *, recent: int = 1
                 )
             )
         ).scalar_one()
-        now = _aware(conn.execute(select(store._now())).scalar_one()) or utcnow()
+        now = _aware(conn.execute(select(store.now())).scalar_one()) or utcnow()
     queue_wait = [(_aware(s) - _aware(c)).total_seconds() for c, s, _ in finished]  # type: ignore[operator]
     run_time = [(_aware(f) - _aware(s)).total_seconds() for _, s, f in finished]  # type: ignore[operator]
     sessions = store.list_sessions(vp_id=vp_id)

@@ -18,7 +18,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
+from ua_vp.missions import Status
+
 metadata = MetaData()
+# Literal in the index predicate: the claim's status test must match it as text.
+_QUEUED = text(f"status = '{Status.QUEUED.value}'")
+_RUNNING = text(f"status = '{Status.RUNNING.value}'")
 
 Json = JSON().with_variant(JSONB(), "postgresql")
 # SQLite only auto-increments an INTEGER PRIMARY KEY.
@@ -61,15 +66,15 @@ missions = Table(
         "vp_id",
         "priority",
         "created_at",
-        postgresql_where=text("status = 'queued'"),
-        sqlite_where=text("status = 'queued'"),
+        postgresql_where=_QUEUED,
+        sqlite_where=_QUEUED,
     ),
     # The reaper reads only running rows by lease expiry.
     Index(
         "ix_vp_missions_leases",
         "lease_expires_at",
-        postgresql_where=text("status = 'running'"),
-        sqlite_where=text("status = 'running'"),
+        postgresql_where=_RUNNING,
+        sqlite_where=_RUNNING,
     ),
     # Listings and metrics: newest first per vp_id.
     Index("ix_vp_missions_vp_created", "vp_id", "created_at"),
