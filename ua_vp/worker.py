@@ -146,6 +146,7 @@ class Worker:
         )
         listen = self.store.is_postgres and self.settings.listen and not once
         listener = asyncio.create_task(self._listen()) if listen else None
+        keeper = asyncio.create_task(self._keep_leases())
         try:
             try:
                 await self._loop(once)
@@ -155,10 +156,11 @@ class Worker:
                 self.log.warning("stopped_during_database_outage")
             await self._drain()
         finally:
-            if listener:
-                listener.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await listener
+            for task in (listener, keeper):
+                if task:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
             await self._mark_stopped()
             self.log.info("worker_stopped")
 
@@ -340,31 +342,50 @@ class Worker:
             self._interrupt(run, "supervisor_failed")
 
     async def _supervise(self, run: Running, token: str) -> None:
-        """Heartbeat every TTL/3, flush progress, enforce the time budget."""
-        assert self.heartbeat_interval is not None
+        """Flush progress, enforce the time budget (leases: :meth:`_keep_leases`)."""
         max_seconds = run.mission.budget.get("max_seconds")
         deadline = time.monotonic() + float(max_seconds) if max_seconds else None
-        next_beat = time.monotonic() + self.heartbeat_interval
         while True:
             now = time.monotonic()
-            wake_at = min(next_beat, now + PROGRESS_FLUSH_SECONDS, deadline or float("inf"))
+            wake_at = min(now + PROGRESS_FLUSH_SECONDS, deadline or float("inf"))
             await asyncio.sleep(max(0.0, wake_at - now))
-            now = time.monotonic()
-            if deadline is not None and now >= deadline:
+            if deadline is not None and time.monotonic() >= deadline:
                 self._interrupt(run, "budget_exceeded")
                 return
             if (run.progress or run.dropped) and not await self._flush(run, token):
                 self._interrupt(run, "lease_lost")
                 return
-            if now >= next_beat:
-                beat = await self._db(self.store.heartbeat, run.mission.mission_id, token)
+
+    async def _keep_leases(self) -> None:
+        """For all running missions at once: every poll, a cheap read for asked cancels
+        and lost leases (so a cancel arrives within a poll interval on every backend,
+        LISTEN or not); every TTL/3, ONE heartbeat statement extending every lease."""
+        assert self.poll_interval is not None and self.heartbeat_interval is not None
+        next_beat = time.monotonic() + self.heartbeat_interval
+        while True:
+            await asyncio.sleep(self.poll_interval)
+            runs = [r for r in self.running.values() if r.stop_reason is None]
+            if not runs:
                 next_beat = time.monotonic() + self.heartbeat_interval
-                if not beat.lease_held:
-                    self._interrupt(run, "lease_lost")
-                    return
-                if beat.cancel_requested:
-                    self._interrupt(run, "cancelled")
-                    return
+                continue
+            leases = [(r.mission.mission_id, r.mission.lease_token or "") for r in runs]
+            try:
+                if time.monotonic() >= next_beat:
+                    seen: dict[str, Any] = await self._db(self.store.heartbeat_many, leases)
+                    next_beat = time.monotonic() + self.heartbeat_interval
+                else:
+                    seen = await self._db(self.store.watch, leases)
+            except Exception as exc:  # never lose the keeper: the next round tries again
+                self.log.warning("lease_keeping_failed", error=repr(exc)[:200])
+                continue
+            for r in runs:
+                state = seen.get(r.mission.mission_id)
+                if state is None or self.running.get(r.mission.mission_id) is not r:
+                    continue
+                if not state.lease_held:
+                    self._interrupt(r, "lease_lost")
+                elif state.cancel_requested:
+                    self._interrupt(r, "cancelled")
 
     async def _flush(self, run: Running, token: str) -> bool:
         batch, run.progress = run.progress, []
