@@ -303,9 +303,10 @@ def sessions(state: State, vp_id: str | None) -> None:
 @pass_state
 def metrics(state: State, vp_id: str | None) -> None:
     """Counts, queue depth, latencies and recovery figures."""
+    from ua_vp.api.metrics_view import metrics_json
     from ua_vp.store.metrics import vp_metrics
 
-    data = vp_metrics(state.store(), vp_id)
+    data = metrics_json(vp_metrics(state.store(), vp_id))
     _emit(
         state,
         {"metrics": data},
