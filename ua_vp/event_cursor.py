@@ -23,15 +23,22 @@ class EventCursor:
     :data:`SETTLE_SECONDS` ago and leaves out the ids read since.
     """
 
-    def __init__(self, after_id: int = 0) -> None:
+    def __init__(self, after_id: int = 0, *, ids_in_commit_order: bool = False) -> None:
         self.settled = after_id
         self.recent: dict[int, float] = {}
+        self.settle_seconds = 0.0 if ids_in_commit_order else SETTLE_SECONDS
+        """SQLite has one writer at a time: its ids always commit in order."""
+
+    @property
+    def unsettled(self) -> bool:
+        """Ids were read lately: a smaller one may still commit."""
+        return bool(self.recent)
 
     def start(self) -> int:
         """The id the next read starts after."""
         now = time.monotonic()
         for event_id, seen_at in list(self.recent.items()):
-            if now - seen_at >= SETTLE_SECONDS:
+            if now - seen_at >= self.settle_seconds:
                 self.settled = max(self.settled, event_id)
                 del self.recent[event_id]
         return self.settled
@@ -46,4 +53,10 @@ class EventCursor:
     def read(self, store: MissionStore, mission_id: str, *, limit: int = 1000) -> tuple[list[MissionEvent], bool]:
         """New events, and whether the read was full (more may be waiting)."""
         batch = store.events(mission_id, after_id=self.start(), limit=limit)
-        return self.fresh(batch), len(batch) == limit
+        fresh = self.fresh(batch)
+        self.start()  # settles at once what needs no settling
+        return fresh, len(batch) == limit
+
+    @classmethod
+    def for_store(cls, store: MissionStore, after_id: int = 0) -> EventCursor:
+        return cls(after_id, ids_in_commit_order=not store.is_postgres)

@@ -43,7 +43,7 @@ def _timed_out(mission_id: str, timeout: float) -> WaitTimedOut:
 def follow_local(store: MissionStore, mission_id: str, *, timeout: float) -> Iterator[dict[str, Any]]:
     """Yield the mission's events as they are written, until its terminal event."""
     deadline = time.monotonic() + timeout
-    cursor = EventCursor()
+    cursor = EventCursor.for_store(store)
     while time.monotonic() < deadline:
         fresh, _ = cursor.read(store, mission_id)
         for event in fresh:

@@ -34,7 +34,9 @@ from ua_vp.missions import Mission, Status
 from ua_vp.plugins import Registry
 from ua_vp.profiles import MissionContext, Profile
 from ua_vp.store import MissionStore
-from ua_vp.store.store import NOTIFY_CHANNEL
+from ua_vp.store.listen import listen_forever
+from ua_vp.store.listen import parse as parse_notify
+from ua_vp.store.pg_sql import NOTIFY_CANCEL, NOTIFY_QUEUED
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -398,44 +400,16 @@ class Worker:
 
     # -- LISTEN ---------------------------------------------------------------------------
     async def _listen(self) -> None:
-        """Wake on NOTIFY; reconnect forever. Its own connection: psycopg's notifies()
-        holds the connection lock while it waits, so sharing it would stall claims."""
-        import psycopg
-
-        url = self.store.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception(lambda e: isinstance(e, psycopg.Error)),
-            before_sleep=lambda s: self.log.warning(
-                "listen_reconnecting", error=repr(s.outcome and s.outcome.exception())
-            ),
-            wait=wait_random_exponential(multiplier=0.2, max=5.0),
-        ):
-            with attempt:
-                # Keepalives: a half-open connection (a partition, a dead host) is
-                # noticed within about a minute instead of blocking notifies() forever.
-                async with await psycopg.AsyncConnection.connect(
-                    url,
-                    autocommit=True,
-                    connect_timeout=10,
-                    keepalives=1,
-                    keepalives_idle=30,
-                    keepalives_interval=10,
-                    keepalives_count=3,
-                ) as conn:
-                    await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-                    # Anything queued while we were not listening is caught now.
-                    self.wake()
-                    async for note in conn.notifies():
-                        self._on_notify(note.payload)
+        """Wake on NOTIFY (see :mod:`ua_vp.store.listen`)."""
+        await listen_forever(self.store.engine, self._on_notify, on_connected=self.wake, log=self.log)
 
     def _on_notify(self, payload: str) -> None:
-        kind, _, rest = payload.partition(":")
-        vp_id, _, mission_id = rest.rpartition(":")
+        kind, vp_id, mission_id = parse_notify(payload)
         if vp_id != self.profile.vp_id:
             return
-        if kind == "queued":
+        if kind == NOTIFY_QUEUED:
             self.wake()
-        elif kind == "cancel":
+        elif kind == NOTIFY_CANCEL:
             self.cancel_running(mission_id)
 
     def cancel_running(self, mission_id: str) -> None:

@@ -24,11 +24,13 @@ from ua_vp import __version__
 from ua_vp.api.auth import SCHEME_NAME, SECURITY_SCHEME, bearer_guard
 from ua_vp.api.deps import ApiState, Lane, provide_api
 from ua_vp.api.errors import exception_handlers
+from ua_vp.api.feed import ChangeFeed
 from ua_vp.api.health import HealthController
 from ua_vp.api.missions import MissionController
 from ua_vp.api.ops import DashboardController, MetricsController, SessionController
 from ua_vp.config import Settings
 from ua_vp.dispatch import Gateway, lane_for
+from ua_vp.missions import MissionEvent
 from ua_vp.plugins import Registry, load_registry
 from ua_vp.store import MissionStore, open_store
 
@@ -77,7 +79,14 @@ def _build_state(
             settings.sqlalchemy_url, lease_ttl_seconds=settings.lease_ttl_seconds, auto_upgrade=settings.is_embedded
         )
     registry = registry or load_registry(settings)
-    store.on_events = store.on_events or registry.notify
+    feed = ChangeFeed(store, listen=settings.listen)
+    observe = store.on_events or registry.notify
+
+    def on_events(written: list[MissionEvent]) -> None:
+        observe(written)
+        feed.ring()  # this process's own commits ring the event streams at once
+
+    store.on_events = on_events
     gateway = Gateway(settings, store, registry)
     # External dispatch leaves every mission to `ua-vp worker` processes: no lane runs here.
     chosen = [] if settings.external_dispatch else list(lanes or [])
@@ -85,7 +94,7 @@ def _build_state(
         from ua_vp.worker import InProcessLane
 
         chosen.append(InProcessLane(settings=settings, store=store, registry=registry))
-    return ApiState(settings=settings, store=store, registry=registry, gateway=gateway, lanes=chosen)
+    return ApiState(settings=settings, store=store, registry=registry, gateway=gateway, feed=feed, lanes=chosen)
 
 
 def _configure_routes(settings: Settings) -> list[ControllerRouterHandler]:
@@ -125,6 +134,7 @@ def _configure_lifespan(api: ApiState, *, owns_store: bool) -> Lifespan:
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         started: list[Lane] = []
+        await api.feed.start()
         try:
             for lane in api.lanes:
                 await lane.start()
@@ -141,6 +151,7 @@ def _configure_lifespan(api: ApiState, *, owns_store: bool) -> Lifespan:
             for lane in reversed(started):
                 api.gateway.doorbells.remove(lane)
                 await lane.stop()
+            await api.feed.stop()
             if owns_store:
                 api.store.engine.dispose()
             log.info("ops_api_stopped")

@@ -150,6 +150,6 @@ class MissionController(Controller):
         if stream or "text/event-stream" in request.headers.get("accept", ""):
             start = parse_last_event_id(last_event_id, after_id)
             await anyio.to_thread.run_sync(_get, api.store, mission_id)
-            return event_stream(api.store, mission_id, start, api.stopping)  # type: ignore[return-value]
+            return event_stream(api.store, api.feed, mission_id, start, api.stopping)  # type: ignore[return-value]
         found = await anyio.to_thread.run_sync(_events, api.store, mission_id, after_id)
         return Response(EventList(events=[event_view(e.to_public()) for e in found]))

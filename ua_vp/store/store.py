@@ -413,6 +413,11 @@ class MissionStore:
         with self.engine.connect() as conn:
             return [_event(r) for r in conn.execute(query)]
 
+    def newest_event_id(self) -> int:
+        """The largest event id so far (0 when none): a cheap "anything new?"."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.max(events.c.id))).scalar() or 0)
+
     def recent_events(self, *, vp_id: str | None = None, limit: int = 20) -> list[MissionEvent]:
         query = select(events).order_by(events.c.id.desc()).limit(limit)
         if vp_id:
