@@ -1,10 +1,11 @@
 """A tiny OpenAI-compatible server, run as a real process by the runtime tests.
 
     fake_openai.py [--answer TEXT] [--prompt-tokens N] [--completion-tokens N]
-                   [--fail-first K] [--fail-status CODE]
+                   [--fail-first K] [--fail-status CODE] [--fail-message TEXT]
 
 Binds 127.0.0.1 on a free port and prints ``PORT <n>``. ``POST /v1/chat/completions``
-answers with a chat completion (the first K requests get CODE instead);
+answers with a chat completion (the first K requests get CODE instead, with TEXT
+as the error message);
 ``GET /requests`` lists what it was sent.
 """
 
@@ -44,7 +45,7 @@ def make_handler(opts: argparse.Namespace) -> type[BaseHTTPRequestHandler]:
             if self.path != "/v1/chat/completions":
                 self._send(404, {"error": {"message": f"no route {self.path}"}})
             elif len(received) <= opts.fail_first:
-                self._send(opts.fail_status, {"error": {"message": "upstream exploded", "type": "server_error"}})
+                self._send(opts.fail_status, {"error": {"message": opts.fail_message, "type": "server_error"}})
             else:
                 usage = {
                     "prompt_tokens": opts.prompt_tokens,
@@ -70,6 +71,7 @@ def main() -> None:
     parser.add_argument("--completion-tokens", type=int, default=12)
     parser.add_argument("--fail-first", type=int, default=0)
     parser.add_argument("--fail-status", type=int, default=500)
+    parser.add_argument("--fail-message", default="upstream exploded")
     opts = parser.parse_args()
     server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(opts))
     print(f"PORT {server.server_address[1]}", flush=True)

@@ -17,6 +17,7 @@ from sqlalchemy.exc import DBAPIError
 from ua_vp.config import Settings, load_settings
 from ua_vp.errors import InvalidRequest, UaVpError
 from ua_vp.missions import parse_statuses
+from ua_vp.redact import redact
 from ua_vp.store import MissionStore, open_store
 
 
@@ -362,11 +363,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="ua-vp", standalone_mode=False)
     except UaVpError as exc:
-        click.echo(f"error [{exc.code}]: {exc.message}", err=True)
+        click.echo(f"error [{exc.code}]: {redact(exc.message)}", err=True)
         sys.exit(2)
     except DBAPIError as exc:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
-        click.echo(f"error [database_unavailable]: {reason} (check UA_VP_DATABASE_URL)", err=True)
+        click.echo(f"error [database_unavailable]: {redact(reason)} (check UA_VP_DATABASE_URL)", err=True)
         sys.exit(2)
     except click.exceptions.Abort:
         sys.exit(130)

@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from ua_vp import redact
 from ua_vp.errors import ConfigError
 
 ENV_PREFIX = "UA_VP_"
@@ -173,6 +174,17 @@ class Settings(BaseSettings):
             self.handoff_root = self.handoff_root.expanduser()
         return self
 
+    @model_validator(mode="after")
+    def _remember_secrets(self) -> Settings:
+        # Whatever prints an error or a log line from now on masks these (ua_vp.redact).
+        password = make_url(self.database_url).password if self.database_url else None
+        redact.remember(
+            self.ops_token.get_secret_value() if self.ops_token else None,
+            self.openai_api_key.get_secret_value() if self.openai_api_key else None,
+            str(password) if password else None,
+        )
+        return self
+
     # --- derived ----------------------------------------------------------------
     @cached_property
     def sqlalchemy_url(self) -> str:
@@ -205,7 +217,9 @@ def load_settings(**overrides: Any) -> Settings:
         for err in exc.errors():
             field = "_".join(str(p) for p in err["loc"] if isinstance(p, str)).upper()
             given = err.get("input")
-            shown = "" if isinstance(given, dict) else f" (got {given!r})"
+            if field == "DATABASE_URL" and isinstance(given, str):
+                given = redact.redact_url(given)
+            shown = "" if isinstance(given, dict) else f" (got {redact.redact(repr(given))})"
             # Checks across fields (no loc) name their variables in the message itself.
             message = err["msg"].removeprefix("Value error, ")
             problems.append(f"{ENV_PREFIX}{field}: {message}{shown}" if field else message)

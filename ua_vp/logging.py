@@ -8,6 +8,8 @@ from typing import Literal
 
 import structlog
 
+from ua_vp import redact
+
 
 def configure_logging(level: str = "info", fmt: Literal["auto", "console", "json"] = "auto") -> None:
     as_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
@@ -21,6 +23,7 @@ def configure_logging(level: str = "info", fmt: Literal["auto", "console", "json
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.StackInfoRenderer(),
             structlog.processors.format_exc_info,
+            redact.structlog_processor,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
@@ -29,7 +32,7 @@ def configure_logging(level: str = "info", fmt: Literal["auto", "console", "json
         cache_logger_on_first_use=False,
     )
     # Libraries that use stdlib logging (uvicorn, alembic) go to stderr at the same level.
-    logging.basicConfig(
-        level=level.upper(), stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s", force=True
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(redact.RedactingFormatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
     logging.getLogger("alembic").setLevel(logging.WARNING)

@@ -37,6 +37,7 @@ from ua_vp.missions import (
     Status,
     Transition,
 )
+from ua_vp.redact import redact_data
 from ua_vp.store import backends, db, pg_sql, rows, statements
 from ua_vp.store.rows import aware as _aware
 from ua_vp.store.rows import storable_json, utcnow
@@ -294,7 +295,8 @@ class MissionStore:
                 "lease_token": o.lease_token,
                 "status": o.status.value,
                 "result": storable_json(o.result),
-                "error": storable_json(o.error),
+                # Errors quote what runtimes and agents said, which may include a credential.
+                "error": redact_data(storable_json(o.error)),
             }
             for o in outcomes
         ]
@@ -312,7 +314,7 @@ class MissionStore:
 
     def add_progress(self, mission_id: str, lease_token: str, payloads: Iterable[dict[str, Any]]) -> bool:
         """Record progress events while the lease is held; False (nothing written) otherwise."""
-        payloads = [storable_json(p) for p in payloads]
+        payloads = [redact_data(storable_json(p)) for p in payloads]
         with self.tx() as conn:
             row = conn.execute(
                 select(missions)

@@ -1,0 +1,68 @@
+"""M5: no credential reaches a mission's error, its events or the server's log, whatever
+the runtime quoted (here the openai runtime against a provider that echoes the key)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.api.conftest import DISPATCH, MISSIONS, SEED_BODY, Served
+
+KEY = "sk-live-Qw3rTy8uIo9pAs0dFg1hJk"
+BASE_PASSWORD = "proxy-Pa55-77"
+
+Serve = Callable[..., Served]
+
+
+@pytest.fixture
+def echoing_provider() -> Iterator[int]:
+    """tests/fake_openai.py answering 401 with the key quoted back, as some providers do."""
+    script = Path(__file__).parents[1] / "fake_openai.py"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(script),
+            "--fail-first=99",
+            "--fail-status=401",
+            f"--fail-message=invalid key: Bearer {KEY}",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    yield int(proc.stdout.readline().split()[1])
+    proc.terminate()
+    proc.wait(timeout=5)
+    proc.stdout.close()
+
+
+def test_a_provider_echoing_the_key_leaks_nothing(serve: Serve, echoing_provider: int) -> None:
+    served = serve(
+        UA_VP_EXTERNAL_DISPATCH_ENABLED="0",
+        UA_VP_GENERAL_RUNTIME="openai",
+        UA_VP_OPENAI_API_KEY=KEY,
+        UA_VP_OPENAI_BASE_URL=f"http://proxy:{BASE_PASSWORD}@127.0.0.1:{echoing_provider}/v1",
+        UA_VP_LOG_LEVEL="debug",
+    )
+    with httpx.Client(base_url=served.url, timeout=10) as http:
+        mid = http.post(DISPATCH, json=SEED_BODY).json()["mission"]["mission_id"]
+        deadline = time.monotonic() + 30
+        while (mission := http.get(f"{MISSIONS}/{mid}").json()["mission"])["status"] not in ("failed", "completed"):
+            assert time.monotonic() < deadline, mission
+            time.sleep(0.1)
+        events = http.get(f"{MISSIONS}/{mid}/events").text
+
+    assert mission["status"] == "failed"
+    assert "answered HTTP 401: " in mission["error"]["message"]
+    assert "invalid key: Bearer ***" in mission["error"]["message"]
+    assert "proxy:***@127.0.0.1" in events  # the request_sent event names the URL, masked
+    served.stop()
+    seen = str(mission) + events + served.log.read_text()
+    assert KEY not in seen
+    assert BASE_PASSWORD not in seen
