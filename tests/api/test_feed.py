@@ -57,3 +57,21 @@ def test_idle_streams_share_one_watcher_and_all_hear_a_change(store: MissionStor
 
     streamed = asyncio.run(scenario())
     assert all(kinds[-2:] == ["vp.mission.progress", "vp.mission.completed"] for kinds in streamed)
+
+
+def test_the_server_applies_retention_days_on_its_own(make_client: Any, store: MissionStore) -> None:
+    import time
+
+    m = store.enqueue(MissionSpec.create(vp_id="vp.general.primary", objective="old news")).mission
+    (running,) = store.claim(m.vp_id, "w1")
+    store.finalize(m.mission_id, running.lease_token or "", Status.COMPLETED, result={})
+    kept = store.enqueue(MissionSpec.create(vp_id="vp.general.primary", objective="still queued")).mission
+    time.sleep(0.3)
+
+    make_client(retention_days=0.1 / 86_400)  # 0.1 s; pruned at start-up, then hourly
+
+    deadline = time.monotonic() + 10
+    while store.list_missions(limit=10) != [store.get(kept.mission_id)] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [x.mission_id for x in store.list_missions(limit=10)] == [kept.mission_id]
+    assert store.events(m.mission_id) == []

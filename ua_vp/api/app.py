@@ -8,8 +8,11 @@ handlers through the ``api`` dependency.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import timedelta
 
 import structlog
 from litestar import Litestar, Router
@@ -130,11 +133,34 @@ def _configure_openapi(settings: Settings) -> OpenAPIConfig:
     )
 
 
+RETENTION_EVERY_SECONDS = 3600.0
+
+
+def _start_retention(api: ApiState) -> asyncio.Task[None] | None:
+    """UA_VP_RETENTION_DAYS: prune at start-up, then hourly, off the event loop."""
+    days = api.settings.retention_days
+    if days is None:
+        return None
+    from ua_vp.store.retention import prune
+
+    async def loop() -> None:
+        while True:
+            try:
+                done = await asyncio.to_thread(prune, api.store, older_than=timedelta(days=days))
+                log.info("retention_pruned", missions=done.missions, events=done.events, older_than_days=days)
+            except Exception as exc:  # the database is away: try again next round
+                log.warning("retention_failed", error=repr(exc)[:200])
+            await asyncio.sleep(RETENTION_EVERY_SECONDS)
+
+    return asyncio.create_task(loop(), name="retention")
+
+
 def _configure_lifespan(api: ApiState, *, owns_store: bool) -> Lifespan:
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         started: list[Lane] = []
         await api.feed.start()
+        retention = _start_retention(api)
         try:
             for lane in api.lanes:
                 await lane.start()
@@ -151,6 +177,10 @@ def _configure_lifespan(api: ApiState, *, owns_store: bool) -> Lifespan:
             for lane in reversed(started):
                 api.gateway.doorbells.remove(lane)
                 await lane.stop()
+            if retention is not None:
+                retention.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await retention
             await api.feed.stop()
             if owns_store:
                 api.store.engine.dispose()

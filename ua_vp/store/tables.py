@@ -76,6 +76,13 @@ missions = Table(
         postgresql_where=_RUNNING,
         sqlite_where=_RUNNING,
     ),
+    # Retention: old finished missions, oldest first (ua-vp db prune).
+    Index(
+        "ix_vp_missions_finished",
+        "finished_at",
+        postgresql_where=text("finished_at IS NOT NULL"),
+        sqlite_where=text("finished_at IS NOT NULL"),
+    ),
     # Listings and metrics: newest first per vp_id.
     Index("ix_vp_missions_vp_created", "vp_id", "created_at"),
 )
