@@ -18,6 +18,7 @@ import signal
 import socket
 import time
 import uuid
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -30,6 +31,7 @@ from tenacity import AsyncRetrying, retry_if_exception, wait_random_exponential
 from ua_vp import sandbox
 from ua_vp.config import Settings
 from ua_vp.errors import GuardViolation, UaVpError
+from ua_vp.finalize_batch import FinalizeBatcher
 from ua_vp.missions import Mission, Status
 from ua_vp.plugins import Registry
 from ua_vp.profiles import MissionContext, Profile
@@ -37,11 +39,14 @@ from ua_vp.store import MissionStore
 from ua_vp.store.listen import listen_forever
 from ua_vp.store.listen import parse as parse_notify
 from ua_vp.store.pg_sql import NOTIFY_CANCEL, NOTIFY_QUEUED
+from ua_vp.store.store import Outcome
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 PROGRESS_FLUSH_SECONDS = 0.5
+WAKE_BACKSTOP_SECONDS = 2.0
+"""A worker a NOTIFY did not pick still looks at the queue this much later."""
 # Per flush window: a chatty agent cannot turn the events table into its log file.
 PROGRESS_MAX_PER_FLUSH = 50
 
@@ -95,6 +100,11 @@ class Worker:
     heartbeat_interval: float | None = None
     running: dict[str, Running] = field(default_factory=dict)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _more: bool = True
+    """The queue may hold missions for us (see :meth:`_loop`)."""
+    _peers: list[str] = field(default_factory=list)
+    _backstop: asyncio.TimerHandle | None = None
+    """Live workers of our vp_id with a free slot, as of our last session touch."""
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
@@ -106,6 +116,7 @@ class Worker:
         # Probed here so a worker that cannot confine its agent fails at start, not on a mission.
         self.sandbox = sandbox.for_profile(self.profile, self.registry.policy(self.profile), self.settings)
         self.log = log.bind(vp_id=self.profile.vp_id, worker_id=self.worker_id)
+        self._finalizer = FinalizeBatcher(self.store.finalize_many, self._db)
 
     # -- plumbing ----------------------------------------------------------------------
     async def _db(self, fn: Callable[..., T], *args: Any, until_stopping: bool = False, **kwargs: Any) -> T:
@@ -186,16 +197,21 @@ class Worker:
                 await self._db(self.store.reap, until_stopping=True)
                 next_reap = now + self.poll_interval
             free = self.concurrency - len(self.running)
-            claimed = (
-                await self._db(self.store.claim, self.profile.vp_id, self.worker_id, free, until_stopping=True)
-                if free > 0
-                else []
-            )
+            claimed = []
+            if free > 0 and self._more:
+                claimed = await self._db(
+                    self.store.claim, self.profile.vp_id, self.worker_id, free, until_stopping=True
+                )
+                # Fewer than asked: the queue is empty now. Until a wake-up or the next
+                # poll, a freed slot does not send another (empty) claim.
+                self._more = len(claimed) == free
+                if self._more:
+                    await self._hand_on()
             for mission in claimed:
                 self._start(mission)
             state = "busy" if self.running else "idle"
             if state != last_state or now >= next_touch:
-                await self._db(
+                self._peers = await self._db(
                     self.store.touch_session,
                     self.worker_id,
                     status=state,
@@ -207,17 +223,34 @@ class Worker:
                 return
             if claimed and len(self.running) < self.concurrency:
                 continue  # more may be waiting: claim again before sleeping
-            await self._sleep()
+            if not await self._sleep():
+                self._more = True  # woken, or the poll interval passed: look again
 
-    async def _sleep(self) -> None:
-        """Until woken, a slot frees up, or the poll interval passes."""
-        waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._wake.wait())]
-        waiters += [asyncio.shield(r.task) for r in self.running.values()]
+    async def _sleep(self) -> bool:
+        """Until woken, a slot frees up, or the poll interval passes; True when only a
+        slot freed up (nothing says new work arrived)."""
+        woken: asyncio.Future[Any] = asyncio.ensure_future(self._wake.wait())
+        waiters = [woken, *(asyncio.shield(r.task) for r in self.running.values())]
         try:
-            await asyncio.wait(waiters, timeout=self.poll_interval, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(waiters, timeout=self.poll_interval, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for w in waiters:
                 w.cancel()
+        return bool(done) and woken not in done
+
+    # -- wake-ups that scale ---------------------------------------------------------------
+    def chosen_for(self, key: str) -> bool:
+        """Whether a NOTIFY about ``key`` wakes this worker: one of the workers of the vp_id
+        that had a free slot when last seen, picked by a hash of ``key``, so a mission
+        wakes one idle worker instead of all of them. The others still poll; a worker
+        that sees no list (or is not on it) answers every NOTIFY."""
+        return is_chosen(self._peers, self.worker_id, key)
+
+    async def _hand_on(self) -> None:
+        """Our claim filled every free slot, so more may wait: wake one more worker."""
+        if self.store.is_postgres and self.settings.listen and len(self._peers) > 1:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self.store.notify_queued, self.profile.vp_id, uuid.uuid4().hex)
 
     async def _drain(self) -> None:
         if not self.running:
@@ -291,7 +324,7 @@ class Worker:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await supervisor
         await self._flush(run, token)
-        done = await self._db(self.store.finalize, mission.mission_id, token, status, result=result, error=error)
+        done = await self._finalizer.finalize(Outcome(mission.mission_id, token, status, result, error))
         if done is None:
             mlog.warning("finalize_refused_lease_lost", status=status.value)
         else:
@@ -408,15 +441,32 @@ class Worker:
         if vp_id != self.profile.vp_id:
             return
         if kind == NOTIFY_QUEUED:
-            self.wake()
+            if self.chosen_for(mission_id):
+                self.wake()
+            elif self._backstop is None:
+                # Workers may see the list at different moments and disagree on whom a
+                # mission woke: look anyway a little later (at most once per backstop).
+                self._backstop = asyncio.get_running_loop().call_later(WAKE_BACKSTOP_SECONDS, self._backstop_wake)
         elif kind == NOTIFY_CANCEL:
             self.cancel_running(mission_id)
+
+    def _backstop_wake(self) -> None:
+        self._backstop = None
+        self.wake()
 
     def cancel_running(self, mission_id: str) -> None:
         """Stop our execution of a mission whose cancel was committed (the heartbeat
         would see it too, later)."""
         if mission_id in self.running:
             self._interrupt(self.running[mission_id], "cancelled")
+
+
+def is_chosen(peers: list[str], me: str, key: str) -> bool:
+    """Whether ``me`` is the one of ``peers`` a NOTIFY about ``key`` wakes (see
+    :meth:`Worker.chosen_for`); every worker computes the same answer from the same list."""
+    if me not in peers:
+        return True
+    return peers[zlib.crc32(key.encode()) % len(peers)] == me
 
 
 @dataclass

@@ -165,6 +165,12 @@ class MissionStore:
         if self.is_postgres:
             conn.execute(select(func.pg_notify(NOTIFY_CHANNEL, f"{kind}:{vp_id}:{mission_id}")))
 
+    def notify_queued(self, vp_id: str, key: str) -> None:
+        """Wake one more worker of ``vp_id`` (PostgreSQL; a no-op elsewhere)."""
+        if self.is_postgres:
+            with self.engine.connect() as conn, conn.begin():
+                self._notify(conn, pg_sql.NOTIFY_QUEUED, vp_id, key)
+
     def write_events(self, conn: Connection, event_rows: Sequence[dict[str, Any]]) -> list[MissionEvent]:
         if not event_rows:
             return []
@@ -448,12 +454,31 @@ class MissionStore:
                 )
             )
 
-    def touch_session(self, worker_id: str, *, status: str, active_missions: int) -> None:
+    def touch_session(self, worker_id: str, *, status: str, active_missions: int) -> list[str]:
+        """Record the worker's state; answers, in the same transaction, the live workers of
+        its vp_id that had a free slot when last seen (by worker_id), which the workers
+        use to pick which one a NOTIFY wakes."""
         with self.tx() as conn:
-            conn.execute(
+            vp_id = conn.execute(
                 update(sessions)
                 .where(sessions.c.worker_id == worker_id)
                 .values(status=status, active_missions=active_missions, last_seen_at=self.now())
+                .returning(sessions.c.vp_id)
+            ).scalar()
+            if vp_id is None:
+                return []
+            since = self.now() - self.lease_ttl if self.is_postgres else literal(utcnow() - self.lease_ttl, Timestamp)
+            return list(
+                conn.execute(
+                    select(sessions.c.worker_id)
+                    .where(
+                        sessions.c.vp_id == vp_id,
+                        sessions.c.status.in_(("idle", "busy")),
+                        sessions.c.active_missions < sessions.c.capacity,
+                        sessions.c.last_seen_at > since,
+                    )
+                    .order_by(sessions.c.worker_id)
+                ).scalars()
             )
 
     def list_sessions(self, *, vp_id: str | None = None, include_stopped: bool = True) -> list[SessionInfo]:
