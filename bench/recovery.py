@@ -50,6 +50,8 @@ def start_worker(url: str, tmp: Path, lease: float, poll: float) -> subprocess.P
         UA_VP_LEASE_TTL_SECONDS=str(lease),
         UA_VP_POLL_INTERVAL_SECONDS=str(poll),
         UA_VP_LOG_LEVEL="warning",
+        # The agent script lives in the checkout, which a sandbox would hide.
+        UA_VP_SANDBOX="none",
     )
     return subprocess.Popen(
         [sys.executable, "-m", "ua_vp.cli", "worker", "--profile", VP], env=env, cwd=tmp, stderr=subprocess.DEVNULL
