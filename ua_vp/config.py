@@ -8,6 +8,7 @@ and what is allowed; nothing else in ua-vp reads the environment.
 from __future__ import annotations
 
 import os
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -97,6 +98,9 @@ class Settings(BaseSettings):
     """What sandboxed processes see of the protected roots: ``hide`` (an empty folder) or ``read-only``
     (needed when the agent's own program lives inside one, e.g. a venv in the checkout)."""
     allow_unsandboxed: bool = False
+    agent_env: CommaList = Field(default_factory=list)
+    """Comma list of variable names a mission's processes may see besides the base set (PATH, LANG,
+    LC_*, TZ, TERM, a private HOME and TMPDIR) and what the runtime declares; nothing else passes."""
     """Let a hard-blocking profile (CODIE with ``UA_VP_HARD_BLOCK_UA_REPO=1``) run its agent with no sandbox."""
 
     # --- client runtimes ------------------------------------------------------
@@ -131,6 +135,17 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("agent_env", mode="before")
+    @classmethod
+    def _split_names(cls, value: Any) -> Any:
+        names = [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
+        for name in names if isinstance(names, list) else []:
+            if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                raise ValueError(f"{name!r} is not a variable name")
+            if name.upper().startswith(ENV_PREFIX):
+                raise ValueError(f"{name} is one of ua-vp's own settings, which missions never see")
+        return names
 
     @field_validator("protected_roots", mode="before")
     @classmethod
@@ -206,6 +221,11 @@ class Settings(BaseSettings):
     def external_dispatch(self) -> bool:
         """True when dispatched missions wait for external workers instead of the in-process lane."""
         return self.external_dispatch_enabled and self.dispatch_mode == "db_pull"
+
+    @property
+    def homes_root(self) -> Path:
+        """Where each mission attempt gets its private home (``<state_dir>/homes``)."""
+        return self.state_dir / "homes"
 
     def workspace_root(self, name: str, configured: Path | None) -> Path:
         return (configured or self.state_dir / "workspaces" / name).expanduser()

@@ -78,6 +78,11 @@ class MissionContext:
     Cheap and non-blocking; the worker rate-limits and writes them in batches."""
     log: FilteringBoundLogger
     """structlog logger with ``mission_id``, ``vp_id`` and ``worker_id`` bound."""
+    home: Path | None = None
+    """This attempt's own private home (``HOME``, the XDG folders and ``TMPDIR`` of its processes):
+    created empty (mode 0700) outside the workspace before ``execute``, removed when the attempt ends,
+    writable in the sandbox while every other mission's home stays hidden. None outside a worker:
+    :func:`~ua_vp.runtimes.process.run_process` then uses a folder in the workspace."""
     sandbox: Sandbox | None = None
     """Where :func:`ua_vp.runtimes.process.run_process` confines the mission's processes; the
     worker always sets it (backend ``none`` when it runs them unconfined). None means nobody

@@ -4,10 +4,12 @@ The guard (:mod:`ua_vp.guard`) judges the paths a mission *declares*; a sandbox
 confines what its processes *do*. The policy comes from the same
 :class:`~ua_vp.guard.GuardPolicy` (one source of truth):
 
-- **Writable**: the mission workspace, and the other allowed roots except the
-  profile's workspace root (``UA_VP_HANDOFF_ROOT``, a plugin's allowed roots).
-  Other missions' workspaces are readable, not writable. ``TMPDIR`` points at
-  ``<workspace>/.tmp``, since ``/tmp`` is as read-only as the rest.
+- **Writable**: the mission workspace, the attempt's home (``HOME`` and
+  ``TMPDIR`` point into it, since ``/tmp`` is as read-only as the rest), and the
+  other allowed roots except the profile's workspace root (``UA_VP_HANDOFF_ROOT``,
+  a plugin's allowed roots).
+- **Hidden always**: the profile's workspace root and the homes root, apart from
+  this mission's own folders: a mission never sees another's.
 - **Protected roots**: with ``UA_VP_SANDBOX_PROTECTED=hide`` (default) they look
   empty and read-only; with ``read-only`` they can be read, not changed.
   Nearest root wins, as in the guard: the default workspaces sit inside the
@@ -67,8 +69,6 @@ NO_NETWORK = frozenset({"none", "off", "deny", "false", "no"})
 # Runtimes that never start a process: a profile using one has nothing to sandbox,
 # so a missing backend must not stop it (the offline dry-run demo on a laptop).
 NO_PROCESS_RUNTIMES = frozenset({"dry-run", "openai"})
-TMP_DIR = ".tmp"
-"""``TMPDIR`` of a sandboxed process, inside its workspace (hidden from the artifact list)."""
 PROBE_TIMEOUT = 15.0
 
 
@@ -177,12 +177,14 @@ def for_profile(profile: Profile, policy: GuardPolicy, settings: Settings) -> Sa
     if backend == "none":
         log.warning("sandbox_disabled", vp_id=profile.vp_id, reason=reason)
     workspace_root = policy.workspace_root or (policy.allowed[0] if policy.allowed else None)
+    roots_of_missions = [settings.homes_root, *([workspace_root] if workspace_root else [])]
     return Sandbox(
         backend=backend,
         reason=reason,
         protected=policy.protected,
         writable=tuple(root for root in policy.allowed if root != workspace_root),
         protect=settings.sandbox_protected,
+        hidden=tuple(Path(os.path.realpath(p)) for p in roots_of_missions),
     )
 
 
@@ -222,6 +224,11 @@ class Command:
     """What the ``sandbox`` progress event says about it."""
 
 
+Access = Literal["write", "read-only", "hide"]
+_ORDER: dict[Access, int] = {"write": 0, "read-only": 1, "hide": 2}
+"""On a tie (one path under two rules) the later one wins: protection over access."""
+
+
 @dataclass(frozen=True)
 class Sandbox:
     """One profile's confinement; :meth:`command` applies it to one mission's program."""
@@ -231,15 +238,18 @@ class Sandbox:
     """Why this backend (the probe's words, or what left it at ``none``)."""
     protected: tuple[Path, ...] = ()
     writable: tuple[Path, ...] = ()
-    """Writable besides the mission workspace."""
+    """Writable besides the mission workspace and home."""
     protect: Literal["hide", "read-only"] = "hide"
+    hidden: tuple[Path, ...] = ()
+    """Hidden whatever ``protect`` says: the folders holding every mission's workspace and home,
+    so a mission sees only its own."""
 
     @property
     def sandboxed(self) -> bool:
         return self.backend != "none"
 
-    def command(self, argv: Sequence[str], *, workspace: Path, constraints: Mapping[str, Any]) -> Command:
-        """``argv`` wrapped for this backend, run in ``workspace``.
+    def command(self, argv: Sequence[str], *, workspace: Path, home: Path, constraints: Mapping[str, Any]) -> Command:
+        """``argv`` wrapped for this backend, run in ``workspace`` with ``home`` writable too.
 
         :class:`ConfigError` for a program this sandbox hides; :class:`GuardViolation`
         (rule ``network_unenforceable``) for a mission without network that this
@@ -254,39 +264,46 @@ class Sandbox:
             return Command(list(argv), {}, record)
         # The policy's roots are realpaths; the workspace must be one too, or nesting is misjudged.
         workspace = Path(os.path.realpath(workspace))
-        writable = [workspace, *(root for root in self.writable if root.exists())]
-        protected = [root for root in self.protected if root.exists()]
-        self._check_program(argv[0], protected, writable)
-        tmp = workspace / TMP_DIR
-        tmp.mkdir(exist_ok=True)
-        record.update(protected=self.protect, writable=[str(p) for p in writable])
+        rules = self.rules(workspace, Path(os.path.realpath(home)))
+        self._check_program(argv[0], rules)
+        record.update(
+            protected=self.protect,
+            writable=[str(path) for path, access in rules if access == "write"],
+            hidden=[str(path) for path, access in rules if access == "hide"],
+        )
         if self.backend == "bwrap":
-            wrapped = self._bwrap_argv(argv, workspace, writable, protected, network)
+            wrapped = self._bwrap_argv(argv, workspace, rules, network)
         else:
-            wrapped = self._landlock_argv(argv, writable, protected, network)
-        return Command(wrapped, {"TMPDIR": str(tmp)}, record)
+            wrapped = self._landlock_argv(argv, rules, network)
+        return Command(wrapped, {}, record)
+
+    def rules(self, workspace: Path, home: Path) -> list[tuple[Path, Access]]:
+        """Every path with a rule, shallowest first and, at equal depth, protection last;
+        what is not under one is read-only."""
+        protected: Access = "hide" if self.protect == "hide" else "read-only"
+        given: list[tuple[Path, Access]] = [(workspace, "write"), (home, "write")]
+        given += [(root, "write") for root in self.writable]
+        given += [(root, protected) for root in self.protected]
+        given += [(root, "hide") for root in self.hidden]
+        existing = [(path, access) for path, access in dict.fromkeys(given) if path.exists()]
+        return sorted(existing, key=lambda rule: (len(rule[0].parts), _ORDER[rule[1]]))
 
     def _bwrap_argv(
-        self, argv: Sequence[str], workspace: Path, writable: list[Path], protected: list[Path], network: bool
+        self, argv: Sequence[str], workspace: Path, rules: list[tuple[Path, Access]], network: bool
     ) -> list[str]:
         args = [_bwrap_binary(), *_bwrap_base(network=network)]
-        # Later mounts cover earlier ones below them, so shallow first and, at equal
-        # depth, protected last: the nearest root wins, protected on a tie, as in the guard.
-        mounts = sorted(
-            [(len(p.parts), 0, p) for p in writable] + [(len(p.parts), 1, p) for p in protected],
-            key=lambda m: (m[0], m[1]),
-        )
+        # Later mounts cover earlier ones below them, so the rules go shallow first: the
+        # nearest rule wins, protection on a tie, as in the guard.
         hidden_dirs: list[Path] = []
-        applied: list[tuple[Path, bool]] = []
-        for _, is_protected, path in mounts:
-            under = next((kind for root, kind in reversed(applied) if root == path or root in path.parents), None)
-            # Already treated alike by a mount above it (or, read-only, by the read-only root): no mount.
-            if under == bool(is_protected) or (is_protected and under is None and self.protect == "read-only"):
+        applied: list[tuple[Path, Access]] = []
+        for path, access in rules:
+            # Already treated alike by a mount above it (or by the read-only root): no mount.
+            if _access_at(path, applied) == access:
                 continue
-            applied.append((path, bool(is_protected)))
-            if not is_protected:
+            applied.append((path, access))
+            if access == "write":
                 args += ["--bind", str(path), str(path)]
-            elif self.protect == "read-only":
+            elif access == "read-only":
                 args += ["--ro-bind", str(path), str(path)]
             elif path.is_dir():
                 args += ["--tmpfs", str(path)]
@@ -298,24 +315,20 @@ class Sandbox:
             args += ["--remount-ro", str(path)]
         return [*args, "--chdir", str(workspace), "--", *argv]
 
-    def _landlock_argv(
-        self, argv: Sequence[str], writable: list[Path], protected: list[Path], network: bool
-    ) -> list[str]:
+    def _landlock_argv(self, argv: Sequence[str], rules: list[tuple[Path, Access]], network: bool) -> list[str]:
         if not network and not _landlock_cuts_network():
             self._cannot_cut_network("this kernel's Landlock cannot restrict the network")
         args = _landlock_prefix()
-        for path in writable:
-            args += ["--write", str(path)]
-        flag = "--hide" if self.protect == "hide" else "--protect"
-        for path in protected:
-            args += [flag, str(path)]
+        flags: dict[Access, str] = {"write": "--write", "read-only": "--protect", "hide": "--hide"}
+        for path, access in rules:
+            args += [flags[access], str(path)]
         if not network:
             args.append("--no-tcp")
         return [*args, "--", *argv]
 
-    def _check_program(self, program: str, protected: list[Path], writable: list[Path]) -> None:
+    def _check_program(self, program: str, rules: list[tuple[Path, Access]]) -> None:
         # A hidden program fails inside the sandbox with a bare "not found"; say why instead.
-        if self.protect != "hide" or not os.path.isabs(program):
+        if not os.path.isabs(program):
             return
         # bwrap resolves the path inside its view, where a hidden root is empty: a symlink in one
         # counts too. Landlock checks only the file that is finally executed.
@@ -323,11 +336,11 @@ class Sandbox:
         if self.backend == "bwrap":
             paths.add(Path(os.path.normpath(program)))
         for path in paths:
-            root = _hidden_by(path, protected, writable)
-            if root is not None:
+            if _access_at(path, rules) == "hide":
+                root = [r for r, _ in rules if r == path or r in path.parents][-1]
                 raise ConfigError(
-                    f"{program!r} lies inside protected root {str(root)!r}, which the sandbox hides from missions; "
-                    "install it elsewhere or set UA_VP_SANDBOX_PROTECTED=read-only",
+                    f"{program!r} lies inside {str(root)!r}, which the sandbox hides from missions; install it "
+                    "elsewhere" + (" or set UA_VP_SANDBOX_PROTECTED=read-only" if root in self.protected else ""),
                     program=program,
                     root=str(root),
                 )
@@ -341,14 +354,9 @@ class Sandbox:
         )
 
 
-def _hidden_by(path: Path, protected: list[Path], writable: list[Path]) -> Path | None:
-    """The protected root hiding ``path``: the nearest root holding it, protected on a tie."""
-    holders = [(len(r.parts), kind, r) for kind, roots in enumerate((writable, protected)) for r in roots]
-    holders = [h for h in holders if h[2] == path or h[2] in path.parents]
-    if not holders:
-        return None
-    _, kind, root = max(holders, key=lambda h: (h[0], h[1]))
-    return root if kind == 1 else None
+def _access_at(path: Path, applied: list[tuple[Path, Access]]) -> Access:
+    """What the last of ``applied`` (in rule order) holding ``path`` grants there; read-only under none."""
+    return next((access for root, access in reversed(applied) if root == path or root in path.parents), "read-only")
 
 
 @functools.cache

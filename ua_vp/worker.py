@@ -28,7 +28,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, ProgrammingErr
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from tenacity import AsyncRetrying, retry_if_exception, wait_random_exponential
 
-from ua_vp import sandbox
+from ua_vp import attempts, sandbox
 from ua_vp.config import Settings
 from ua_vp.errors import GuardViolation, UaVpError
 from ua_vp.finalize_batch import FinalizeBatcher
@@ -332,12 +332,13 @@ class Worker:
 
     async def _execute(self, run: Running, mlog: Any) -> tuple[dict[str, Any] | None, dict[str, Any] | None, Status]:
         mission = run.mission
-        workspace = self.profile.workspace_root / mission.mission_id
+        home = None
         try:
+            workspace = await asyncio.to_thread(attempts.fresh_workspace, self.profile.workspace_root, mission)
             # Worker-time guard: the filesystem may have changed since dispatch
             # (a symlink planted into a protected root, say).
-            await asyncio.to_thread(workspace.mkdir, parents=True, exist_ok=True)
             self.registry.check_mission(mission, "worker", workspace=workspace)
+            home = await asyncio.to_thread(attempts.fresh_home, self.settings.homes_root, mission)
             max_seconds = mission.budget.get("max_seconds")
             deadline = time.monotonic() + float(max_seconds) if max_seconds else None
 
@@ -356,6 +357,7 @@ class Worker:
                 emit=emit,
                 log=mlog,
                 sandbox=self.sandbox,
+                home=home,
             )
             outcome = await self.executor.execute(mission, ctx)
             return outcome.to_json(self.profile.runtime), None, Status.COMPLETED
@@ -370,6 +372,10 @@ class Worker:
         except Exception as exc:  # an executor bug must end the mission, never strand it
             mlog.exception("executor_crashed")
             return None, {"code": "executor_error", "message": f"{type(exc).__name__}: {exc}"}, Status.FAILED
+        finally:
+            if home is not None:
+                # Shielded: a second cancellation must not leave the home (and its credentials) behind.
+                await asyncio.shield(asyncio.to_thread(attempts.remove_home, home))
 
     def _supervisor_ended(self, run: Running, task: asyncio.Task[None], mlog: Any) -> None:
         if not task.cancelled() and task.exception() is not None:

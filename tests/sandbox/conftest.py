@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -26,15 +27,25 @@ import ua_vp
 from tests.runtimes import runtime_harness
 from ua_vp import guard, sandbox
 from ua_vp.config import Settings
-from ua_vp.missions import Mission
+from ua_vp.missions import Mission, MissionSpec
 from ua_vp.profiles import MissionContext, Profile
 from ua_vp.runtimes.process import ProcessResult, run_process
+from ua_vp.store import MissionStore, open_store
 
 HERE = Path(__file__).resolve().parent
 PACKAGE = Path(ua_vp.__file__).resolve().parent
 # The venv's python is a symlink inside the checkout; the file it points to is not.
 PYTHON = os.path.realpath(sys.executable)
 VP = "vp.test.primary"
+GENERAL, CODER = "vp.general.primary", "vp.coder.primary"
+SECRETS = {
+    "PGPASSWORD": "pg-password-secret",
+    "OPENAI_API_KEY": "openai-key-secret",
+    "AWS_SECRET_ACCESS_KEY": "aws-key-secret",
+    "UA_VP_OPS_TOKEN": "ops-token-secret",
+    "RUST_BACKTRACE": "1",
+}
+"""What a worker's environment may hold and a mission must never see."""
 
 
 def backend_or_skip(name: sandbox.Backend) -> sandbox.Backend:
@@ -173,34 +184,55 @@ class Scene:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
+    @property
+    def home(self) -> Path:
+        """The mission's private home, where the worker would put it."""
+        path = self.settings().homes_root / "m-1.1"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
     def checkouts(self) -> list[Path]:
         """The real ua-vp checkout(s) the guard protects (the one these tests run from, if any)."""
         roots = guard.host_protected_roots(self.settings())
         return [r for r in roots if r not in (PACKAGE, self.state.resolve(), self.project.resolve())]
 
-    def ctx(self, box: sandbox.Sandbox | None, mission: Mission) -> MissionContext:
-        settings = self.settings()
+    def ctx(
+        self, box: sandbox.Sandbox | None, mission: Mission, settings: dict[str, Any] | None = None
+    ) -> MissionContext:
+        values = self.settings(**(settings or {}))
         return MissionContext(
             mission=mission,
-            profile=self.profile(settings),
-            settings=settings,
+            profile=self.profile(values),
+            settings=values,
             workspace=self.workspace,
             deadline=None,
             emit=lambda kind, payload: self.events.append({"kind": kind, **payload}),
             log=structlog.get_logger("tests.sandbox"),
             sandbox=box,
+            home=self.home,
         )
 
     def argv(self, attempts: list[list[Any]]) -> list[str]:
         return [PYTHON, str(self.agent), json.dumps(attempts)]
 
     def run(
-        self, box: sandbox.Sandbox | None, attempts: list[list[Any]], **mission: Any
+        self,
+        box: sandbox.Sandbox | None,
+        attempts: list[list[Any]],
+        *,
+        settings: dict[str, Any] | None = None,
+        pass_env: Iterable[str] = (),
+        env: dict[str, str] | None = None,
+        **mission: Any,
     ) -> tuple[list[dict[str, Any]], ProcessResult]:
         """Run the agent to its end; its report, one dict per attempt, and how it ended."""
         lines: list[str] = []
-        ctx = self.ctx(box, make_mission(json.dumps(attempts), **mission))
-        proc = asyncio.run(run_process(self.argv(attempts), ctx, on_stdout=lines.append, check=False))
+        ctx = self.ctx(box, make_mission(json.dumps(attempts), **mission), settings)
+        proc = asyncio.run(
+            run_process(
+                self.argv(attempts), ctx, on_stdout=lines.append, check=False, pass_env=tuple(pass_env), env=env
+            )
+        )
         return [json.loads(line) for line in lines if line.startswith("{")], proc
 
     def of_kind(self, kind: str) -> list[dict[str, Any]]:
@@ -247,6 +279,86 @@ class Scene:
 @pytest.fixture
 def scene(tmp_path: Path) -> Scene:
     return Scene(tmp_path)
+
+
+class Workers:
+    def __init__(self, db_url: str, scene: Scene) -> None:
+        self.db_url = db_url
+        self.scene = scene
+        self.logs_dir = scene.tmp / "logs"
+        self.logs_dir.mkdir()
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def env(self, vp_id: str, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("UA_VP_")}
+        s = self.scene
+        return {
+            **env,
+            "UA_VP_DATABASE_URL": self.db_url,
+            "UA_VP_STATE_DIR": str(s.state),
+            "UA_VP_ENABLED_IDS": vp_id,
+            "UA_VP_GENERAL_RUNTIME": "command",
+            "UA_VP_CODER_RUNTIME": "command",
+            "UA_VP_COMMAND": f"{PYTHON} {s.agent} {{objective}}",
+            "UA_VP_HANDOFF_ROOT": str(s.handoff),
+            "UA_VP_PROTECTED_ROOTS": str(s.project),
+            "UA_VP_POLL_INTERVAL_SECONDS": "1",
+            "UA_VP_LEASE_TTL_SECONDS": "15",
+            "UA_VP_LOG_FORMAT": "json",
+            **extra,
+        }
+
+    def start(self, vp_id: str, *args: str, **env: str) -> subprocess.Popen[bytes]:
+        log = open(self.logs_dir / f"worker-{len(self.procs)}.log", "wb")  # noqa: SIM115 - lives with the process
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ua_vp.cli", "worker", "--profile", vp_id, *args],
+            env=self.env(vp_id, **env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.scene.tmp,
+        )
+        self.procs.append(proc)
+        return proc
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace") for p in sorted(self.logs_dir.glob("*.log")))
+
+    def stop_all(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait(timeout=10)
+
+
+@pytest.fixture
+def workers(db_url: str, scene: Scene) -> Iterator[Workers]:
+    w = Workers(db_url, scene)
+    yield w
+    w.stop_all()
+
+
+@pytest.fixture
+def wstore(db_url: str) -> Iterator[MissionStore]:
+    s = open_store(db_url, lease_ttl_seconds=15)
+    yield s
+    s.engine.dispose()
+
+
+def dispatch(store: MissionStore, vp_id: str, attempts: list[list[Any]], **kw: Any) -> Mission:
+    return store.enqueue(MissionSpec.create(vp_id=vp_id, objective=json.dumps(attempts), **kw)).mission
+
+
+def progress(store: MissionStore, mission_id: str, kind: str) -> list[dict[str, Any]]:
+    return [
+        e.payload
+        for e in store.events(mission_id)
+        if e.event_type == "vp.mission.progress" and e.payload.get("kind") == kind
+    ]
+
+
+def report(store: MissionStore, mission_id: str) -> list[dict[str, Any]]:
+    lines = [e["line"] for e in progress(store, mission_id, "output") if e.get("stream") == "stdout"]
+    return [json.loads(line) for line in lines if line.startswith("{")]
 
 
 @pytest.fixture

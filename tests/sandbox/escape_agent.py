@@ -7,7 +7,10 @@ attempts; each prints one JSON line ``{"op", "target", "ok", "error", "result"}`
     ["write", PATH]            append a line to PATH (created if missing)
     ["read", PATH]             read PATH
     ["list", DIR]              list DIR
-    ["link", NAME, TARGET]     plant symlink NAME -> TARGET in the working directory
+    ["link", NAME, TARGET]     plant symlink NAME -> TARGET in the working directory (replacing NAME, as ln -sf)
+    ["fifo", NAME]             plant a FIFO NAME in the working directory
+    ["once", PATH]             on a later run (PATH exists) stop here with exit 0; else create PATH
+    ["env"]                    the environment it was given
     ["tempfile"]               create a file through tempfile (TMPDIR)
     ["connect", HOST, PORT]    open a TCP connection
     ["family", PIDFILE, N]     start N sleeping children, then write "done" to PIDFILE
@@ -40,8 +43,22 @@ def attempt(op: str, *args: Any) -> Any:
     if op == "list":
         return sorted(os.listdir(args[0]))
     if op == "link":
+        if os.path.lexists(args[0]):
+            os.unlink(args[0])
         os.symlink(args[1], args[0])
         return None
+    if op == "fifo":
+        os.mkfifo(args[0])
+        return None
+    if op == "once":
+        if os.path.exists(args[0]):
+            print(json.dumps({"op": op, "target": args[0], "ok": True, "error": None, "result": "again"}), flush=True)
+            sys.exit(0)
+        with open(args[0], "w") as f:
+            f.write("first run")
+        return "first"
+    if op == "env":
+        return dict(os.environ)
     if op == "tempfile":
         fd, path = tempfile.mkstemp(prefix="sandboxed-")
         os.write(fd, b"scratch")

@@ -37,7 +37,7 @@ def check_confined(scene: Scene, box: sandbox.Sandbox) -> list[dict[str, Any]]:
     the allowed ones worked, and nothing outside the workspace and handoff root changed."""
     escapes, would_create = scene.escape_attempts()
     allowed = scene.allowed_attempts()
-    untouched = [scene.workspace, scene.handoff]
+    untouched = [scene.workspace, scene.handoff, scene.home]
     before = snapshot(scene.tmp, untouched)
     package_before = snapshot(PACKAGE, [])
 
@@ -59,7 +59,7 @@ def check_confined(scene: Scene, box: sandbox.Sandbox) -> list[dict[str, Any]]:
     assert (scene.workspace / "inside-workspace.txt").exists()
     assert (scene.handoff / "handed-off.txt").exists()
     (scratch,) = [line["result"] for line in report if line["op"] == "tempfile"]
-    assert Path(scratch).parent == scene.workspace / sandbox.TMP_DIR
+    assert Path(scratch).parent == scene.home / "tmp"  # TMPDIR is in the mission's home
     (event,) = scene.of_kind("sandbox")
     assert event["backend"] == box.backend and event["sandboxed"] is True
     return report
@@ -85,9 +85,9 @@ def test_auto_takes_the_strongest_working_backend_and_confines(scene: Scene, aut
 def test_a_hidden_protected_root_looks_empty_or_unreadable(scene: Scene, backend: sandbox.Backend) -> None:
     report, _ = scene.run(scene.sandbox(sandbox=backend), [["list", str(scene.project)], ["list", str(scene.state)]])
     project, state = report
-    # bwrap shows an empty folder (the state dir holds only the mount point of the workspace); Landlock refuses.
+    # bwrap shows an empty folder (holding only the mount points of the workspace and home); Landlock refuses.
     assert not project["ok"] or project["result"] == []
-    assert not state["ok"] or state["result"] == ["workspaces"]
+    assert not state["ok"] or state["result"] == ["homes", "workspaces"]
 
 
 def test_read_only_protection_lets_reads_through_but_no_writes(scene: Scene, backend: sandbox.Backend) -> None:
@@ -98,11 +98,11 @@ def test_read_only_protection_lets_reads_through_but_no_writes(scene: Scene, bac
         ["write", str(scene.project / ".env")],
         ["write", str(scene.state / f"{scene.marker}.txt")],
     ]
-    before = snapshot(scene.tmp, [scene.workspace])
+    before = snapshot(scene.tmp, [scene.workspace, scene.home])
     report, _ = scene.run(box, attempts)
     assert [line["ok"] for line in report] == [True, True, False, False]
     assert report[0]["result"] == "UA_VP_OPS_TOKEN=project-secret\n"
-    assert snapshot(scene.tmp, [scene.workspace]) == before
+    assert snapshot(scene.tmp, [scene.workspace, scene.home]) == before
 
 
 def test_a_protected_root_inside_the_handoff_root_stays_protected(scene: Scene, backend: sandbox.Backend) -> None:

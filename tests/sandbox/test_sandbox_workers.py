@@ -5,100 +5,26 @@ CODIE unconfined, and cancel / time budget leaving no process behind."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
-from ua_vp.missions import Mission, MissionSpec, Status
-from ua_vp.store import MissionStore, open_store
+from ua_vp.missions import Status
+from ua_vp.store import MissionStore
 
-from .conftest import PYTHON, Scene, alive, descendants, group_members, snapshot, wait_for
-
-GENERAL, CODER = "vp.general.primary", "vp.coder.primary"
-
-
-class Workers:
-    def __init__(self, db_url: str, scene: Scene) -> None:
-        self.db_url = db_url
-        self.scene = scene
-        self.logs_dir = scene.tmp / "logs"
-        self.logs_dir.mkdir()
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def env(self, vp_id: str, **extra: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("UA_VP_")}
-        s = self.scene
-        return {
-            **env,
-            "UA_VP_DATABASE_URL": self.db_url,
-            "UA_VP_STATE_DIR": str(s.state),
-            "UA_VP_ENABLED_IDS": vp_id,
-            "UA_VP_GENERAL_RUNTIME": "command",
-            "UA_VP_CODER_RUNTIME": "command",
-            "UA_VP_COMMAND": f"{PYTHON} {s.agent} {{objective}}",
-            "UA_VP_HANDOFF_ROOT": str(s.handoff),
-            "UA_VP_PROTECTED_ROOTS": str(s.project),
-            "UA_VP_POLL_INTERVAL_SECONDS": "1",
-            "UA_VP_LEASE_TTL_SECONDS": "15",
-            "UA_VP_LOG_FORMAT": "json",
-            **extra,
-        }
-
-    def start(self, vp_id: str, *args: str, **env: str) -> subprocess.Popen[bytes]:
-        log = open(self.logs_dir / f"worker-{len(self.procs)}.log", "wb")  # noqa: SIM115 - lives with the process
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "ua_vp.cli", "worker", "--profile", vp_id, *args],
-            env=self.env(vp_id, **env),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=self.scene.tmp,
-        )
-        self.procs.append(proc)
-        return proc
-
-    def logs(self) -> str:
-        return "\n".join(p.read_text(errors="replace") for p in sorted(self.logs_dir.glob("*.log")))
-
-    def stop_all(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                p.kill()
-            p.wait(timeout=10)
-
-
-@pytest.fixture
-def workers(db_url: str, scene: Scene) -> Iterator[Workers]:
-    w = Workers(db_url, scene)
-    yield w
-    w.stop_all()
-
-
-@pytest.fixture
-def wstore(db_url: str) -> Iterator[MissionStore]:
-    s = open_store(db_url, lease_ttl_seconds=15)
-    yield s
-    s.engine.dispose()
-
-
-def dispatch(store: MissionStore, vp_id: str, attempts: list[list[Any]], **kw: Any) -> Mission:
-    return store.enqueue(MissionSpec.create(vp_id=vp_id, objective=json.dumps(attempts), **kw)).mission
-
-
-def progress(store: MissionStore, mission_id: str, kind: str) -> list[dict[str, Any]]:
-    return [
-        e.payload
-        for e in store.events(mission_id)
-        if e.event_type == "vp.mission.progress" and e.payload.get("kind") == kind
-    ]
-
-
-def report(store: MissionStore, mission_id: str) -> list[dict[str, Any]]:
-    lines = [e["line"] for e in progress(store, mission_id, "output") if e.get("stream") == "stdout"]
-    return [json.loads(line) for line in lines if line.startswith("{")]
+from .conftest import (
+    CODER,
+    GENERAL,
+    Scene,
+    Workers,
+    alive,
+    descendants,
+    dispatch,
+    group_members,
+    progress,
+    report,
+    snapshot,
+    wait_for,
+)
 
 
 def test_a_worker_on_defaults_confines_its_missions(
@@ -108,9 +34,10 @@ def test_a_worker_on_defaults_confines_its_missions(
     allowed = scene.allowed_attempts()
     m = dispatch(wstore, GENERAL, escapes + allowed)
     workspace = scene.state / "workspaces" / "general" / m.mission_id
-    workspace.mkdir(parents=True)
+    workspace.parent.mkdir(parents=True)
     db_files = [scene.tmp / f"ua_vp.db{suffix}" for suffix in ("", "-wal", "-shm", "-journal")]
-    untouched = [workspace, scene.handoff, workers.logs_dir, *db_files]
+    homes = scene.settings().homes_root
+    untouched = [workspace, scene.handoff, workers.logs_dir, homes, *db_files]
     before = snapshot(scene.tmp, untouched)
 
     workers.start(GENERAL, "--once")
@@ -129,6 +56,7 @@ def test_a_worker_on_defaults_confines_its_missions(
     assert all(line["ok"] for line in lines[len(escapes) :]), lines
     assert snapshot(scene.tmp, untouched) == before
     assert (workspace / "inside-workspace.txt").exists() and (scene.handoff / "handed-off.txt").exists()
+    assert list(homes.iterdir()) == []  # the attempt's home went with it
 
     (event,) = progress(wstore, m.mission_id, "sandbox")
     assert event["backend"] == auto_backend and event["sandboxed"] is True

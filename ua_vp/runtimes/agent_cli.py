@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from ua_vp.errors import ConfigError, RuntimeFailed
 from ua_vp.profiles import Result
-from ua_vp.runtimes.common import agent_prompt, check_token_budget, list_artifacts, tokens_used
+from ua_vp.runtimes.common import agent_prompt, check_token_budget, collect_artifacts, tokens_used
 from ua_vp.runtimes.process import clip, run_process
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ class JsonStream:
         self.usage = usage
         check_token_budget(self.ctx.budget, usage, who=self.name)
 
-    def finish(self, proc: ProcessResult) -> Result:
+    def finish(self, proc: ProcessResult, artifacts: list[str]) -> Result:
         """The mission's result once the process exited; :class:`RuntimeFailed` for a failed run."""
         if self.failure is not None:
             raise RuntimeFailed(f"{self.name} reported an error: {clip(self.failure, 1000)}", exit_code=proc.exit_code)
@@ -79,7 +79,7 @@ class JsonStream:
             usage["total_tokens"] = total
         return Result(
             summary=clip(self.final_text.strip(), SUMMARY_CHARS) or f"{self.name} finished with an empty answer",
-            artifacts=list_artifacts(self.ctx.workspace),
+            artifacts=artifacts,
             usage=usage,
             data={**self.data, "final_message": self.final_text, "exit_code": proc.exit_code},
         )
@@ -103,7 +103,7 @@ class AgentCliExecutor:
             check=False,
             setting=self.setting,
         )
-        return stream.finish(proc)
+        return stream.finish(proc, await collect_artifacts(ctx.workspace))
 
 
 def require_program(program: str, setting: str) -> str:

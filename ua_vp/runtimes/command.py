@@ -9,13 +9,14 @@ literal brace as ``{{`` or ``}}``.
 
 from __future__ import annotations
 
+import asyncio
 import shlex
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ua_vp.errors import ConfigError
 from ua_vp.profiles import Result
-from ua_vp.runtimes.common import list_artifacts
+from ua_vp.runtimes.common import collect_artifacts, write_new_file
 from ua_vp.runtimes.process import output_events, run_process
 
 if TYPE_CHECKING:
@@ -51,8 +52,7 @@ def parse_template(template: str | None) -> list[str]:
 
 
 def build_argv(parts: list[str], mission: Mission, workspace: Path) -> list[str]:
-    objective_file = workspace / OBJECTIVE_FILE
-    objective_file.write_text(mission.objective, encoding="utf-8")
+    objective_file = write_new_file(workspace, OBJECTIVE_FILE, mission.objective)
     values = {
         "objective": mission.objective,
         "objective_file": str(objective_file),
@@ -75,7 +75,7 @@ class CommandExecutor:
     parts: list[str]
 
     async def execute(self, mission: Mission, ctx: MissionContext) -> Result:
-        argv = build_argv(self.parts, mission, ctx.workspace)
+        argv = await asyncio.to_thread(build_argv, self.parts, mission, ctx.workspace)
         env = {
             "UA_VP_MISSION_ID": mission.mission_id,
             "UA_VP_VP_ID": mission.vp_id,
@@ -85,7 +85,7 @@ class CommandExecutor:
         last = [line for line in proc.stdout_tail if line.strip()][-SUMMARY_LINES:]
         return Result(
             summary="\n".join(last) or f"{proc.program} exited 0 without output",
-            artifacts=list_artifacts(ctx.workspace, skip=frozenset({OBJECTIVE_FILE})),
+            artifacts=await collect_artifacts(ctx.workspace, skip=frozenset({OBJECTIVE_FILE})),
             usage={"output_bytes": proc.output_bytes, "seconds": proc.seconds},
             data={"exit_code": proc.exit_code},
         )

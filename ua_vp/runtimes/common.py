@@ -3,8 +3,11 @@ check, and the list of files a mission left in its workspace."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +19,9 @@ if TYPE_CHECKING:
     from ua_vp.profiles import Profile
 
 MAX_ARTIFACTS = 200
+MAX_ENTRIES_SEEN = 20_000
+"""Entries the artifact listing looks at before it stops (a planted tree of millions must not stall it)."""
+MAX_LISTING_SECONDS = 2.0
 
 # Anthropic counts cache reads and writes apart from ``input_tokens``; OpenAI's
 # ``prompt_tokens`` (and codex's ``input_tokens``) already include cached ones.
@@ -81,16 +87,74 @@ def check_token_budget(budget: Mapping[str, Any], usage: Mapping[str, Any], *, w
     )
 
 
-def list_artifacts(workspace: Path, *, skip: frozenset[str] = frozenset()) -> list[str]:
-    """Files in ``workspace`` (relative, sorted), leaving out hidden folders such as ``.git``."""
+def list_artifacts(
+    workspace: Path,
+    *,
+    skip: frozenset[str] = frozenset(),
+    limit: int = MAX_ARTIFACTS,
+    max_entries: int = MAX_ENTRIES_SEEN,
+    max_seconds: float = MAX_LISTING_SECONDS,
+) -> list[str]:
+    """Regular files in ``workspace`` (relative, sorted per folder), leaving out hidden folders such as ``.git``.
+
+    The agent made this tree, so the walk assumes it is hostile: it never follows a
+    symlink, never opens a file (a FIFO cannot block it), lists regular files only, and
+    stops after ``limit`` files, ``max_entries`` entries looked at, or ``max_seconds``.
+    Blocking: call it through :func:`collect_artifacts` from the event loop.
+    """
     found: list[str] = []
-    for root, dirs, files in os.walk(workspace):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(files):
-            rel = (Path(root) / name).relative_to(workspace).as_posix()
+    seen = 0
+    stop_at = time.monotonic() + max_seconds
+    folders = [Path(workspace)]
+    while folders:
+        folder = folders.pop(0)
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError:
+            continue
+        for entry in entries:
+            seen += 1
+            if seen > max_entries or time.monotonic() > stop_at:
+                return found
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    if not entry.name.startswith("."):
+                        folders.append(Path(entry.path))
+                    continue
+                if not entry.is_file(follow_symlinks=False):
+                    continue  # symlinks, FIFOs, sockets, devices
+            except OSError:
+                continue
+            rel = Path(entry.path).relative_to(workspace).as_posix()
             if rel not in skip:
                 found.append(rel)
-            if len(found) >= MAX_ARTIFACTS:
-                # A mission that leaves thousands of files (a node_modules) gets a sample, not a walk of all.
-                return found
+                if len(found) >= limit:
+                    # A mission that leaves thousands of files (a node_modules) gets a sample, not a walk of all.
+                    return found
     return found
+
+
+async def collect_artifacts(workspace: Path, *, skip: frozenset[str] = frozenset()) -> list[str]:
+    """:func:`list_artifacts` off the event loop."""
+    return await asyncio.to_thread(list_artifacts, workspace, skip=skip)
+
+
+def write_new_file(folder: Path, name: str, text: str) -> Path:
+    """Write ``text`` to a new file ``folder/name`` that the host alone created.
+
+    Whatever was at that name is unlinked first (not followed), and the file is made with
+    ``O_CREAT|O_EXCL|O_NOFOLLOW|O_NONBLOCK``: a symlink, FIFO or file planted there by an
+    agent in between makes this fail, never write elsewhere or hang.
+    """
+    dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+            os.unlink(name, dir_fd=dir_fd)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        fd = os.open(name, flags, 0o644, dir_fd=dir_fd)
+    finally:
+        os.close(dir_fd)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    return folder / name

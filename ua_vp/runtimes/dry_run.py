@@ -7,6 +7,7 @@ same mission always yields a byte-identical ``PLAN.md``.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import re
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ua_vp.profiles import Result
+from ua_vp.runtimes.common import write_new_file
 
 if TYPE_CHECKING:
     from ua_vp.config import Settings
@@ -83,7 +85,7 @@ class DryRunExecutor:
     async def execute(self, mission: Mission, ctx: MissionContext) -> Result:
         ctx.emit("dry_run", {"message": "no model runs in the dry-run runtime; writing a plan"})
         text = render_plan(mission)
-        (ctx.workspace / PLAN_FILE).write_text(text, encoding="utf-8")
+        await asyncio.to_thread(write_new_file, ctx.workspace, PLAN_FILE, text)
         digest = hashlib.sha256(text.encode()).hexdigest()
         ctx.emit("artifact_written", {"path": PLAN_FILE, "bytes": len(text.encode()), "sha256": digest})
         return Result(

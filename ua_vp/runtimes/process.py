@@ -23,7 +23,7 @@ import shutil
 import signal
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from ua_vp.errors import BudgetExceeded, ConfigError, RuntimeFailed
+from ua_vp.runtimes.environment import child_env, prepare_home
 
 if TYPE_CHECKING:
     from ua_vp.profiles import MissionContext
@@ -48,9 +49,8 @@ _CHUNK = 64 * 1024
 # this size; past it the pieces go separately, so a child that never writes a
 # newline cannot grow our memory without bound.
 _MAX_LINE_BYTES = 8 * 1024 * 1024
-# Inherited variables with this prefix carry the host's own secrets (ops token,
-# database URL, API keys); an agent running model-chosen commands must not see them.
-_PRIVATE_ENV_PREFIX = "UA_VP_"
+FALLBACK_HOME = ".home"
+"""``HOME`` inside the workspace for a context without its own home (an executor run outside a worker)."""
 _POLL_SECONDS = 0.02
 _DRAIN_SECONDS = 2.0
 
@@ -103,11 +103,9 @@ def output_events(ctx: MissionContext, stream: str) -> LineHandler:
     return emit
 
 
-def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment a child gets: ours without ``UA_VP_*``, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_PRIVATE_ENV_PREFIX)}
-    env.update(extra or {})
-    return env
+def mission_home(ctx: MissionContext) -> Path:
+    """The attempt's home: ``ctx.home``, or a folder in the workspace when the context has none."""
+    return ctx.home if ctx.home is not None else ctx.workspace / FALLBACK_HOME
 
 
 async def run_process(
@@ -117,6 +115,7 @@ async def run_process(
     on_stdout: LineHandler,
     on_stderr: LineHandler | None = None,
     env: Mapping[str, str] | None = None,
+    pass_env: Collection[str] = (),
     check: bool = True,
     setting: str | None = None,
     term_grace: float = TERM_GRACE_SECONDS,
@@ -126,7 +125,9 @@ async def run_process(
     :param on_stdout: called with every stdout line (without the newline), in order.
         An exception it raises stops the process group and propagates.
     :param on_stderr: the same for stderr; default: a progress event ``output`` per line.
-    :param env: variables added to the inherited environment (see :func:`child_env`).
+    :param env: variables the child gets with these values (they win over every other source).
+    :param pass_env: names of the worker's variables the program needs (an API key, say); copied when set.
+        Everything else the child sees is the allow-list of :mod:`ua_vp.runtimes.environment`.
     :param check: raise :class:`RuntimeFailed` on a non-zero exit.
     :param setting: the variable that names the program, quoted when it cannot start.
 
@@ -135,7 +136,7 @@ async def run_process(
     killed and :class:`BudgetExceeded` raised.
     """
     program = Path(argv[0]).name
-    proc = await _spawn(argv, ctx, env, setting)
+    proc = await _spawn(argv, ctx, env, pass_env, setting)
     # start_new_session made the child a session and group leader: its pgid is its pid.
     pgid = proc.pid
     started = time.monotonic()
@@ -194,12 +195,18 @@ async def run_process(
 
 
 async def _spawn(
-    argv: Sequence[str], ctx: MissionContext, env: Mapping[str, str] | None, setting: str | None
+    argv: Sequence[str],
+    ctx: MissionContext,
+    env: Mapping[str, str] | None,
+    pass_env: Collection[str],
+    setting: str | None,
 ) -> asyncio.subprocess.Process:
     if not ctx.workspace.is_dir():
         # Checked first so a missing cwd is not reported as a missing program.
         raise RuntimeFailed(f"mission workspace {ctx.workspace} does not exist", workspace=str(ctx.workspace))
-    variables = child_env(env)
+    home = mission_home(ctx)
+    await asyncio.to_thread(prepare_home, home)
+    variables = child_env(home=home, pass_env=pass_env, agent_env=ctx.settings.agent_env, values=env)
     if ctx.sandbox is not None:
         argv, variables = _sandboxed(argv, ctx, variables, setting)
     try:
@@ -227,7 +234,9 @@ def _sandboxed(
         # Found here, not by the sandbox: a missing program must stay a ConfigError naming
         # the setting, not a wrapper's exit code.
         argv = [_find_program(argv[0], ctx, env.get("PATH"), setting), *argv[1:]]
-    command = ctx.sandbox.command(argv, workspace=ctx.workspace, constraints=ctx.mission.constraints)
+    command = ctx.sandbox.command(
+        argv, workspace=ctx.workspace, home=mission_home(ctx), constraints=ctx.mission.constraints
+    )
     ctx.emit("sandbox", command.record)
     if not ctx.sandbox.sandboxed:
         ctx.log.warning("mission_unsandboxed", reason=ctx.sandbox.reason)
