@@ -205,7 +205,10 @@ class Worker:
                 # Fewer than asked: the queue is empty now. Until a wake-up or the next
                 # poll, a freed slot does not send another (empty) claim.
                 self._more = len(claimed) == free
-                if self._more:
+                if self._more and free > 1:
+                    # A full batch says a burst is waiting: wake one more worker. (One
+                    # mission filling one slot says nothing; handing on each time cost
+                    # every mission a NOTIFY and another worker's empty claim.)
                     await self._hand_on()
             for mission in claimed:
                 self._start(mission)
