@@ -265,6 +265,8 @@ class Worker:
                 self.store.touch_session, self.worker_id, status="draining", active_missions=len(self.running)
             )
         tasks = [r.task for r in self.running.values()]
+        if not tasks:  # they all ended while the session row was written
+            return
         _, pending = await asyncio.wait(tasks, timeout=grace)
         for r in list(self.running.values()):
             if r.task in pending:
