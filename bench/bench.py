@@ -34,7 +34,7 @@ from prototypes import scenario_prototypes
 from sustained import goals as sustained_goals
 from sustained import scenario_sustained
 from ua_store import scenario_depth, scenario_store
-from workers import scenario_e2e, scenario_latency
+from workers import scenario_e2e, scenario_idle_rss, scenario_latency, scenario_wakeups
 
 HERE = Path(__file__).resolve().parent
 BASELINES = ("pgbench", "raw")
@@ -49,6 +49,8 @@ SCENARIOS: dict[str, Callable[[Options], list[Figure]]] = {
     "latency": scenario_latency,
     "depth": scenario_depth,
     "sustained": scenario_sustained,
+    "wakeups": scenario_wakeups,
+    "rss": scenario_idle_rss,
 }
 ONCE = ("sustained",)
 """Long scenarios that run in the first round only."""

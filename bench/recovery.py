@@ -5,7 +5,8 @@
 recovery: a worker is killed with -9 mid-mission; time from the kill until another
 worker has started the mission again. The goal is at most lease TTL + one poll interval + 1 s.
 cancel: a running mission's cancel is requested; time until its agent process is gone.
-On PostgreSQL NOTIFY delivers it at once; on SQLite a heartbeat (TTL/3) does.
+On PostgreSQL NOTIFY delivers it at once; elsewhere the worker's per-poll look at its
+running missions does (goal: at most the poll interval + 1 s).
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ def start_worker(url: str, tmp: Path, lease: float, poll: float) -> subprocess.P
         UA_VP_LEASE_TTL_SECONDS=str(lease),
         UA_VP_POLL_INTERVAL_SECONDS=str(poll),
         UA_VP_LOG_LEVEL="warning",
+        # The agent script lives in the checkout, which a sandbox would hide.
+        UA_VP_SANDBOX="none",
     )
     return subprocess.Popen(
         [sys.executable, "-m", "ua_vp.cli", "worker", "--profile", VP], env=env, cwd=tmp, stderr=subprocess.DEVNULL
@@ -118,6 +121,7 @@ def main() -> None:
     parser.add_argument("--database-url", required=True, help="PostgreSQL admin URL (a fresh database is made)")
     parser.add_argument("--lease", type=float, action="append", help="lease TTLs to try (default: 15 and 120)")
     parser.add_argument("--poll", type=float, default=5.0)
+    parser.add_argument("--cancel-only", action="store_true", help="measure cancels, not kill -9 recovery")
     args = parser.parse_args()
     leases = args.lease or [15.0, 120.0]
     print("| backend | measure | lease s | poll s | seconds | goal s |")
@@ -127,9 +131,9 @@ def main() -> None:
         db.upgrade(db.make_engine(backends["sqlite"]))
         for name, url in backends.items():
             c = cancel_latency(url, 15.0, args.poll)
-            goal = "~0 (NOTIFY)" if name == "postgresql" else "<= 5 (TTL/3)"
+            goal = f"<= {args.poll + 1:g} (poll + 1 s)"
             print(f"| {name} | cancel -> agent gone | 15 | {args.poll:g} | {c:.2f} | {goal} |")
-            for lease in leases:
+            for lease in [] if args.cancel_only else leases:
                 r = recovery(url, lease, args.poll)
                 print(
                     f"| {name} | kill -9 -> re-run | {lease:g} | {args.poll:g} | {r:.2f} | {lease + args.poll + 1:g} |"

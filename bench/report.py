@@ -92,8 +92,46 @@ def _ratio_goals(figures: list[Figure]) -> list[dict[str, Any]]:
     return out
 
 
+def _issue13_goals(figures: list[Figure]) -> list[dict[str, Any]]:
+    """The goals of issue 13, each beside its figure; a missing figure is reported as such."""
+    out = []
+
+    def ratio(goal: str, a: tuple[str, str], b: tuple[str, str], target: float, *, at_most: bool = False) -> None:
+        fa, fb = _find(figures, *a), _find(figures, *b)
+        compared = f"{a[0]} {a[1]} / {b[0]} {b[1]}"
+        if not (fa and fb and fb.value):
+            out.append({"goal": goal, "compared": compared, "measured": None, "target": "", "met": None})
+            return
+        r = fa.value / fb.value
+        met = r <= target if at_most else r >= target
+        out.append(_goal(goal, compared, r, f"{'<=' if at_most else '>='} {target:g}", met))
+
+    ratio("worker x8 >= pgqueuer batch 10", ("e2e", "1 worker(s) x8"), ("pgqueuer", "batch_size=10 x1"), 1.0)
+    ratio("worker x1 >= procrastinate", ("e2e", "1 worker(s) x1"), ("procrastinate", "x1 concurrency=1"), 1.0)
+    ratio("worker x1 >= 0.5 raw 1-worker loop", ("e2e", "1 worker(s) x1"), ("raw", "claim+finish x1"), 0.5)
+    ratio("enqueue >= 0.8 raw INSERT loop", ("store", "enqueue x1"), ("raw", "insert x1"), 0.8)
+    ratio(
+        "enqueue->started p50 <= 1.5x raw LISTEN/NOTIFY",
+        ("latency", "enqueue->started LISTEN p50"),
+        ("latency", "raw LISTEN/NOTIFY p50"),
+        1.5,
+        at_most=True,
+    )
+    ratio(
+        "16 idle workers: tx per mission <= 1.5x 1 worker",
+        ("wakeups", "16 idle worker(s) transactions per mission"),
+        ("wakeups", "1 idle worker(s) transactions per mission"),
+        1.5,
+        at_most=True,
+    )
+    rss = _find(figures, "rss", "idle worker x256")
+    if rss:
+        out.append(_goal("idle worker x256 <= 100 MB RSS", "VmRSS (MB)", rss.value, "<= 100", rss.value <= 100))
+    return out
+
+
 def goals(figures: list[Figure]) -> list[dict[str, Any]]:
-    out = _ratio_goals(figures)
+    out = _issue13_goals(figures) + _ratio_goals(figures)
     p50 = _find(figures, "latency", "enqueue->started LISTEN p50")
     if p50:
         out.append(
@@ -165,14 +203,15 @@ def markdown(figures: list[Figure], goal_rows: list[dict[str, Any]], meta: dict[
         "",
     ]
     if goal_rows:
-        body = [
-            [g["goal"], g["compared"], _cell(g["measured"], 3), g["target"], "met" if g["met"] else "MISSED"]
-            for g in goal_rows
-        ]
+        body = [[g["goal"], g["compared"], _cell(g["measured"], 3), g["target"], _status(g["met"])] for g in goal_rows]
         parts += ["## Goals", "", _md_table(["goal", "compared", "measured", "target", "status"], body), ""]
     if meta.get("skipped"):
         parts += ["## Not run", "", *[f"- {s}" for s in meta["skipped"]], ""]
     return "\n".join(parts)
+
+
+def _status(met: bool | None) -> str:
+    return "not measured" if met is None else "met" if met else "MISSED"
 
 
 def write(out_dir: Path, figures: list[Figure], goal_rows: list[dict[str, Any]], meta: dict[str, Any]) -> None:

@@ -25,12 +25,12 @@ CONCURRENCY = 8
 NOTIFY = f"SELECT pg_notify('ua_vp_missions', 'queued:{NOOP_VP}:bulk')"
 
 
-def _worker_env(opts: Options, url: str) -> dict[str, str]:
+def _worker_env(opts: Options, url: str, concurrency: int = CONCURRENCY) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("UA_VP_")}
     env.update(
         UA_VP_DATABASE_URL=url,
         UA_VP_ENABLED_IDS=NOOP_VP,
-        UA_VP_MAX_CONCURRENT_MISSIONS=str(CONCURRENCY),
+        UA_VP_MAX_CONCURRENT_MISSIONS=str(concurrency),
         UA_VP_STATE_DIR=str(opts.work_dir / "state"),
         UA_VP_LOG_FORMAT="json",
     )
@@ -38,7 +38,9 @@ def _worker_env(opts: Options, url: str) -> dict[str, str]:
 
 
 @contextmanager
-def running_workers(opts: Options, url: str, n: int, label: str) -> Iterator[None]:
+def running_workers(
+    opts: Options, url: str, n: int, label: str, concurrency: int = CONCURRENCY
+) -> Iterator[list[subprocess.Popen[bytes]]]:
     """``n`` worker processes, registered and idle, stopped (SIGTERM, drained) on exit."""
     ua_vp = Path(sys.executable).with_name("ua-vp")
     logs = opts.work_dir / "logs"
@@ -51,7 +53,7 @@ def running_workers(opts: Options, url: str, n: int, label: str) -> Iterator[Non
                 (
                     subprocess.Popen(
                         [str(ua_vp), "worker", "--profile", NOOP_VP],
-                        env=_worker_env(opts, url),
+                        env=_worker_env(opts, url, concurrency),
                         stdout=log,
                         stderr=subprocess.STDOUT,
                     ),
@@ -59,7 +61,7 @@ def running_workers(opts: Options, url: str, n: int, label: str) -> Iterator[Non
                 )
             )
         _wait_for(url, "SELECT count(*) FROM vp_sessions WHERE status = 'idle'", n, 60, procs)
-        yield
+        yield [p for p, _ in procs]
     finally:
         for proc, _ in procs:
             if proc.poll() is None:
@@ -96,9 +98,9 @@ def scenario_e2e(opts: Options) -> list[Figure]:
     figures = []
     with scratch_database(opts, "e2e") as url:
         migrate(url)
-        for n in (1, 2, 4):
+        for n, concurrency in ((1, 1), (1, CONCURRENCY), (2, CONCURRENCY), (4, CONCURRENCY)):
             reset(url)
-            with running_workers(opts, url, n, f"e2e{n}"):
+            with running_workers(opts, url, n, f"e2e{n}x{concurrency}", concurrency):
                 # One transaction: every worker is woken by the same NOTIFY, at COMMIT.
                 with psycopg.connect(url) as conn:
                     conn.execute(bulk_missions_sql(missions))  # type: ignore[arg-type]
@@ -108,11 +110,11 @@ def scenario_e2e(opts: Options) -> list[Figure]:
             figures.append(
                 Figure(
                     "e2e",
-                    f"{n} worker(s) x{CONCURRENCY}",
+                    f"{n} worker(s) x{concurrency}",
                     completed / seconds if seconds else 0.0,
                     "missions/s",
                     f"{completed} no-op missions, first started_at to last finished_at {seconds:.2f} s; "
-                    f"UA_VP_MAX_CONCURRENT_MISSIONS={CONCURRENCY}",
+                    f"UA_VP_MAX_CONCURRENT_MISSIONS={concurrency}",
                     raw_variant=None,
                 )
             )
@@ -151,9 +153,135 @@ def scenario_latency(opts: Options) -> list[Figure]:
                     "WHERE started_at IS NOT NULL"
                 )
             ]
-    return latency_figures(
-        "latency",
-        "enqueue->started LISTEN",
-        ms,
-        f"1 worker, 1 mission every {gap * 1000:.0f} ms, started_at - created_at (database clock)",
-    )
+    return [
+        *latency_figures(
+            "latency",
+            "enqueue->started LISTEN",
+            ms,
+            f"1 worker, 1 mission every {gap * 1000:.0f} ms, started_at - created_at (database clock)",
+        ),
+        *latency_figures(
+            "latency",
+            "raw LISTEN/NOTIFY",
+            _raw_listen_latency(opts, count, gap),
+            f"psycopg listener claims one row per NOTIFY, 1 insert+NOTIFY every {gap * 1000:.0f} ms",
+        ),
+    ]
+
+
+def _raw_listen_latency(opts: Options, count: int, gap: float) -> list[float]:
+    """The floor: a bare psycopg LISTEN loop that claims a row on each NOTIFY."""
+    import threading
+
+    with scratch_database(opts, "rawlisten") as url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(
+                "CREATE TABLE raw_lat (id bigserial PRIMARY KEY, created_at timestamptz, started_at timestamptz)"
+            )
+        ready = threading.Event()
+
+        def listener() -> None:
+            with psycopg.connect(url, autocommit=True) as listen, psycopg.connect(url, autocommit=True) as work:
+                listen.execute("LISTEN raw_lat")
+                ready.set()
+                for done, _ in enumerate(listen.notifies(timeout=count * gap + 30), start=1):
+                    work.execute(
+                        "UPDATE raw_lat SET started_at = now() WHERE id = (SELECT id FROM raw_lat"
+                        " WHERE started_at IS NULL ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)"
+                    )
+                    if done == count:
+                        return
+
+        thread = threading.Thread(target=listener, daemon=True)
+        thread.start()
+        ready.wait(10)
+        with psycopg.connect(url) as conn:
+            for _ in range(count):
+                conn.execute("INSERT INTO raw_lat (created_at) VALUES (now())")
+                conn.execute("NOTIFY raw_lat")
+                conn.commit()
+                time.sleep(gap)
+        thread.join(30)
+        with psycopg.connect(url, autocommit=True) as conn:
+            return [
+                float(r[0])
+                for r in conn.execute(
+                    "SELECT extract(epoch FROM started_at - created_at) * 1000 FROM raw_lat"
+                    " WHERE started_at IS NOT NULL"
+                )
+            ]
+
+
+def scenario_wakeups(opts: Options) -> list[Figure]:
+    """N idle workers, missions enqueued one at a time: committed transactions per
+    mission (pg_stat_database.xact_commit, every statement of every process) and
+    enqueue->started p50. A NOTIFY that wakes every idle worker costs about one empty
+    claim per idle worker per mission."""
+    from ua_vp.missions import MissionSpec
+
+    count, gap = opts.pick(100, 200), 0.05
+    figures = []
+    with scratch_database(opts, "wakeups") as url:
+        migrate(url)
+        name = url.rsplit("/", 1)[1]
+        for n in (1, 4, 16):
+            reset(url)
+            store = open_one(url)
+            spec = MissionSpec.create(vp_id=NOOP_VP, objective="noop")
+            with running_workers(opts, url, n, f"wake{n}", concurrency=1):
+                time.sleep(1.0)
+                before = _commits(url, name)
+                for _ in range(count):
+                    store.enqueue(spec)
+                    time.sleep(gap)
+                _wait_for(url, TERMINAL, count, 60)
+                used = _commits(url, name) - before
+            store.engine.dispose()
+            with psycopg.connect(url, autocommit=True) as conn:
+                ms = sorted(
+                    float(r[0])
+                    for r in conn.execute(
+                        "SELECT extract(epoch FROM started_at - created_at) * 1000 FROM vp_missions"
+                        " WHERE started_at IS NOT NULL"
+                    )
+                )
+            figures.append(
+                Figure(
+                    "wakeups",
+                    f"{n} idle worker(s) transactions per mission",
+                    used / count,
+                    "tx",
+                    f"{count} missions {gap * 1000:.0f} ms apart; xact_commit delta incl. the enqueue",
+                    kind="count",
+                )
+            )
+            figures.append(
+                Figure(
+                    "wakeups",
+                    f"{n} idle worker(s) enqueue->started p50",
+                    ms[len(ms) // 2] if ms else 0.0,
+                    "ms",
+                    "started_at - created_at (database clock)",
+                    kind="latency",
+                )
+            )
+    return figures
+
+
+def _commits(url: str, name: str) -> int:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        row = conn.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = %s", (name,)).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def scenario_idle_rss(opts: Options) -> list[Figure]:
+    """An idle ``ua-vp worker`` with 256 slots: resident memory after it settled."""
+    with scratch_database(opts, "rss") as url:
+        migrate(url)
+        with running_workers(opts, url, 1, "rss", concurrency=256) as procs:
+            time.sleep(3.0)
+            status = Path(f"/proc/{procs[0].pid}/status").read_text()
+    kib = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
+    return [Figure("rss", "idle worker x256", kib / 1024, "MB", "VmRSS of one idle worker", kind="count")]

@@ -181,6 +181,26 @@ def db_upgrade(state: State) -> None:
     _emit(state, {"database": where, "revision": revision}, lambda: f"{where} is at revision {revision}")
 
 
+@db.command("prune")
+@click.option("--older-than", required=True, help="Age of a finished mission to delete: 30d, 12h, 90m, 45s.")
+@click.option("--status", default=None, help="Only these final statuses, e.g. completed,cancelled (default: all).")
+@click.option("--dry-run", is_flag=True, help="Count what would go; delete nothing.")
+@json_option
+@pass_state
+def db_prune(state: State, older_than: str, status: str | None, dry_run: bool) -> None:
+    """Delete finished missions and their events, in small batches that never stall claims."""
+    from ua_vp.missions import parse_statuses
+    from ua_vp.store.retention import parse_age, prune
+
+    done = prune(state.host.store, older_than=parse_age(older_than), statuses=parse_statuses(status), dry_run=dry_run)
+    verb = "would delete" if dry_run else "deleted"
+    _emit(
+        state,
+        {"missions": done.missions, "events": done.events, "dry_run": dry_run},
+        lambda: f"{verb} {done.missions} missions and {done.events} events finished more than {older_than} ago",
+    )
+
+
 def _event_line(e: dict[str, Any]) -> str:
     return f"{e['created_at'][11:23]}  {e['event_type']:<28} {json.dumps(e['payload'])[:100]}"
 

@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     """Missions one worker process runs at once."""
     max_attempts: int = Field(default=3, ge=1, le=100)
     """Claims a mission gets before an expired lease fails it with ``lease_expired``."""
+    retention_days: float | None = Field(default=None, gt=0, le=36_500)
+    """Unset: keep everything. Set: ``ua-vp serve`` deletes missions (and their events)
+    that finished more than this many days ago, hourly, as ``ua-vp db prune`` does."""
     shutdown_grace_seconds: float = Field(default=30.0, ge=0.0, le=3600.0)
     """On SIGTERM/SIGINT, how long running missions may finish before they are cancelled."""
 

@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 import httpx
 
 from ua_vp.errors import UaVpError
-from ua_vp.missions import FINAL_EVENT, parse_statuses
+from ua_vp.event_cursor import EventCursor
+from ua_vp.missions import TERMINAL_EVENTS, parse_statuses
 
 if TYPE_CHECKING:
     from ua_vp.host import Host
+    from ua_vp.store import MissionStore
 
-TERMINAL_EVENTS = frozenset(e.value for e in FINAL_EVENT.values())
 POLL_SECONDS = 0.2
 
 
@@ -44,6 +45,20 @@ def _timed_out(mission_id: str, timeout: float) -> WaitTimedOut:
         "running for its vp_id? Follow it later with `ua-vp mission ID`.",
         mission_id=mission_id,
     )
+
+
+def follow_local(store: MissionStore, mission_id: str, *, timeout: float) -> Iterator[dict[str, Any]]:
+    """Yield the mission's events as they are committed, in order, until its terminal event."""
+    deadline = time.monotonic() + timeout
+    cursor = EventCursor.for_store(store)
+    while time.monotonic() < deadline:
+        fresh, _ = cursor.read(store, mission_id)
+        for event in fresh:
+            yield event.to_public()
+            if event.event_type in TERMINAL_EVENTS:
+                return
+        time.sleep(POLL_SECONDS)
+    raise _timed_out(mission_id, timeout)
 
 
 class Client(Protocol):
@@ -85,23 +100,14 @@ class LocalClient:
         return [s.to_public() for s in self.host.store.list_sessions(vp_id=vp_id)]
 
     def metrics(self, vp_id: str | None) -> dict[str, Any]:
+        from ua_vp.api.metrics_view import metrics_json
         from ua_vp.store.metrics import vp_metrics
 
-        return vp_metrics(self.host.store, vp_id)
+        return metrics_json(vp_metrics(self.host.store, vp_id))
 
     def follow(self, mission_id: str, *, timeout: float) -> Iterator[dict[str, Any]]:
         """Yield the mission's committed events in order, until its terminal event."""
-        store = self.host.store
-        deadline = time.monotonic() + timeout
-        after = 0
-        while time.monotonic() < deadline:
-            for event in store.events(mission_id, after_id=after):
-                after = event.id
-                yield event.to_public()
-                if event.event_type in TERMINAL_EVENTS:
-                    return
-            time.sleep(POLL_SECONDS)
-        raise _timed_out(mission_id, timeout)
+        return follow_local(self.host.store, mission_id, timeout=timeout)
 
 
 @dataclass

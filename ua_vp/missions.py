@@ -29,8 +29,9 @@ class Status(StrEnum):
 
 TERMINAL = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED})
 
-# Every legal move. Terminal statuses have no way out; the store's WHERE clauses
-# encode the same table so a racing writer cannot break it either.
+# Every legal move: the state machine's graph. Terminal statuses have no way out.
+# The store's statements are built from :data:`LIFECYCLE` below, which is checked
+# against this graph when the module loads.
 TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.QUEUED: frozenset({Status.RUNNING, Status.CANCELLED}),
     # running -> queued is the reaper giving an expired lease back to the queue.
@@ -61,6 +62,88 @@ FINAL_EVENT = {
     Status.FAILED: Event.FAILED,
     Status.CANCELLED: Event.CANCELLED,
 }
+TERMINAL_EVENTS = frozenset(FINAL_EVENT.values())
+
+
+class Fence(StrEnum):
+    """What a store operation's WHERE clause demands, so a racing or stale writer
+    changes nothing."""
+
+    IDEMPOTENCY_KEY = "a new idempotency key (a key seen before inserts nothing)"
+    SKIP_LOCKED = "a queued row no other claimer has locked"
+    LEASE = "status running and the caller's own lease token"
+    LEASE_EXPIRED = "status running and the lease has run out"
+    NOT_ASKED = "no cancel asked before"
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One store operation on the state machine: the statuses it may start from, the
+    status each outcome ends in with the event it writes, the fence, and the keys of
+    the event payload. Both backends build their statements from these rows."""
+
+    name: str
+    source: frozenset[Status]
+    """Empty for the insert of a new mission."""
+    outcomes: dict[Status, Event | None]
+    fence: Fence
+    payload: tuple[str, ...] = ()
+
+    def event(self, status: Status) -> Event | None:
+        return self.outcomes[status]
+
+
+def _t(name: str, source: set[Status], outcomes: dict[Status, Event | None], fence: Fence, *payload: str) -> Transition:
+    return Transition(name, frozenset(source), outcomes, fence, payload)
+
+
+_Q, _R = Status.QUEUED, Status.RUNNING
+_GIVE_BACK: dict[Status, Event | None] = {
+    _Q: Event.RETRIED,
+    **{s: e for s, e in FINAL_EVENT.items() if s is not Status.COMPLETED},
+}
+ENQUEUE = _t("enqueue", set(), {_Q: Event.DISPATCHED}, Fence.IDEMPOTENCY_KEY, "lane", "priority")
+CLAIM = _t("claim", {_Q}, {_R: Event.STARTED}, Fence.SKIP_LOCKED, "worker_id", "attempt")
+HEARTBEAT = _t("heartbeat", {_R}, {_R: None}, Fence.LEASE)
+PROGRESS = _t("progress", {_R}, {_R: Event.PROGRESS}, Fence.LEASE)
+ASK_CANCEL = _t("ask_cancel", {_R}, {_R: Event.CANCEL_REQUESTED}, Fence.NOT_ASKED, "reason")
+"""A running mission is flagged; its worker stops it and finalizes ``cancelled``."""
+CANCEL_QUEUED = _t("cancel_queued", {_Q}, {Status.CANCELLED: Event.CANCELLED}, Fence.NOT_ASKED, "reason", "was")
+"""Written after an ASK_CANCEL event, in the same statement as ASK_CANCEL (a requeue racing it cannot lose it)."""
+FINALIZE = _t("finalize", {_R}, dict(FINAL_EVENT), Fence.LEASE, "attempt", "worker_id", "error")
+REAP = _t("reap", {_R}, _GIVE_BACK, Fence.LEASE_EXPIRED, "reason", "attempt", "error")
+"""Queued again while attempts remain; failed when not; cancelled when cancel was asked."""
+RELEASE = _t("release", {_R}, _GIVE_BACK, Fence.LEASE, "reason", "attempt", "error")
+"""A draining worker gives a mission back now instead of letting its lease run out."""
+
+LIFECYCLE: tuple[Transition, ...] = (
+    ENQUEUE,
+    CLAIM,
+    HEARTBEAT,
+    PROGRESS,
+    ASK_CANCEL,
+    CANCEL_QUEUED,
+    FINALIZE,
+    REAP,
+    RELEASE,
+)
+
+
+def check_lifecycle(lifecycle: tuple[Transition, ...]) -> None:
+    """Every operation moves only along TRANSITIONS, and every edge has an operation."""
+    covered: set[tuple[Status, Status]] = set()
+    for t in lifecycle:
+        for old in t.source:
+            for new in t.outcomes:
+                if new is not old and not can_transition(old, new):
+                    raise AssertionError(f"{t.name}: {old.value} -> {new.value} is not in TRANSITIONS")
+                covered.add((old, new))
+    missing = {(a, b) for a, outs in TRANSITIONS.items() for b in outs} - covered
+    if missing:
+        raise AssertionError(f"no store operation makes the transitions {sorted(missing)}")
+
+
+check_lifecycle(LIFECYCLE)
 
 REPLY_MODES = frozenset({"async", "sync", "none"})
 # Upper bounds keep every budget a finite number the worker can compute with

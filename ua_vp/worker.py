@@ -19,6 +19,7 @@ import socket
 import sqlite3
 import time
 import uuid
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -31,11 +32,15 @@ from tenacity import AsyncRetrying, retry_if_exception, wait_random_exponential
 from ua_vp import attempts, sandbox
 from ua_vp.config import Settings
 from ua_vp.errors import GuardViolation, UaVpError
+from ua_vp.finalize_batch import FinalizeBatcher
 from ua_vp.missions import Mission, Status
 from ua_vp.plugins import Registry
 from ua_vp.profiles import MissionContext, Profile
 from ua_vp.store import MissionStore
-from ua_vp.store.store import NOTIFY_CHANNEL
+from ua_vp.store.listen import listen_forever
+from ua_vp.store.listen import parse as parse_notify
+from ua_vp.store.pg_sql import NOTIFY_CANCEL, NOTIFY_QUEUED
+from ua_vp.store.store import Outcome
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -43,6 +48,8 @@ T = TypeVar("T")
 SQLITE_WATCH_SECONDS = 0.05
 """How often an idle SQLite worker checks whether another process committed (microseconds each)."""
 PROGRESS_FLUSH_SECONDS = 0.5
+WAKE_BACKSTOP_SECONDS = 2.0
+"""A worker a NOTIFY did not pick still looks at the queue this much later."""
 # Per flush window: a chatty agent cannot turn the events table into its log file.
 PROGRESS_MAX_PER_FLUSH = 50
 
@@ -96,6 +103,11 @@ class Worker:
     heartbeat_interval: float | None = None
     running: dict[str, Running] = field(default_factory=dict)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _more: bool = True
+    """The queue may hold missions for us (see :meth:`_loop`)."""
+    _peers: list[str] = field(default_factory=list)
+    _backstop: asyncio.TimerHandle | None = None
+    """Live workers of our vp_id with a free slot, as of our last session touch."""
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
@@ -107,6 +119,7 @@ class Worker:
         # Probed here so a worker that cannot confine its agent fails at start, not on a mission.
         self.sandbox = sandbox.for_profile(self.profile, self.registry.policy(self.profile), self.settings)
         self.log = log.bind(vp_id=self.profile.vp_id, worker_id=self.worker_id)
+        self._finalizer = FinalizeBatcher(self.store.finalize_many, self._db)
 
     # -- plumbing ----------------------------------------------------------------------
     async def _db(self, fn: Callable[..., T], *args: Any, until_stopping: bool = False, **kwargs: Any) -> T:
@@ -150,6 +163,7 @@ class Worker:
         listener = None
         if self.settings.listen and not once:
             listener = asyncio.create_task(self._listen() if self.store.is_postgres else self._watch_sqlite())
+        keeper = asyncio.create_task(self._keep_leases())
         try:
             try:
                 await self._loop(once)
@@ -159,10 +173,11 @@ class Worker:
                 self.log.warning("stopped_during_database_outage")
             await self._drain()
         finally:
-            if listener:
-                listener.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await listener
+            for task in (listener, keeper):
+                if task:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
             await self._mark_stopped()
             self.log.info("worker_stopped")
 
@@ -186,16 +201,24 @@ class Worker:
                 await self._db(self.store.reap, until_stopping=True)
                 next_reap = now + self.poll_interval
             free = self.concurrency - len(self.running)
-            claimed = (
-                await self._db(self.store.claim, self.profile.vp_id, self.worker_id, free, until_stopping=True)
-                if free > 0
-                else []
-            )
+            claimed = []
+            if free > 0 and self._more:
+                claimed = await self._db(
+                    self.store.claim, self.profile.vp_id, self.worker_id, free, until_stopping=True
+                )
+                # Fewer than asked: the queue is empty now. Until a wake-up or the next
+                # poll, a freed slot does not send another (empty) claim.
+                self._more = len(claimed) == free
+                if self._more and free > 1:
+                    # A full batch says a burst is waiting: wake one more worker. (One
+                    # mission filling one slot says nothing; handing on each time cost
+                    # every mission a NOTIFY and another worker's empty claim.)
+                    await self._hand_on()
             for mission in claimed:
                 self._start(mission)
             state = "busy" if self.running else "idle"
             if state != last_state or now >= next_touch:
-                await self._db(
+                self._peers = await self._db(
                     self.store.touch_session,
                     self.worker_id,
                     status=state,
@@ -207,17 +230,34 @@ class Worker:
                 return
             if claimed and len(self.running) < self.concurrency:
                 continue  # more may be waiting: claim again before sleeping
-            await self._sleep()
+            if not await self._sleep():
+                self._more = True  # woken, or the poll interval passed: look again
 
-    async def _sleep(self) -> None:
-        """Until woken, a slot frees up, or the poll interval passes."""
-        waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._wake.wait())]
-        waiters += [asyncio.shield(r.task) for r in self.running.values()]
+    async def _sleep(self) -> bool:
+        """Until woken, a slot frees up, or the poll interval passes; True when only a
+        slot freed up (nothing says new work arrived)."""
+        woken: asyncio.Future[Any] = asyncio.ensure_future(self._wake.wait())
+        waiters = [woken, *(asyncio.shield(r.task) for r in self.running.values())]
         try:
-            await asyncio.wait(waiters, timeout=self.poll_interval, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(waiters, timeout=self.poll_interval, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for w in waiters:
                 w.cancel()
+        return bool(done) and woken not in done
+
+    # -- wake-ups that scale ---------------------------------------------------------------
+    def chosen_for(self, key: str) -> bool:
+        """Whether a NOTIFY about ``key`` wakes this worker: one of the workers of the vp_id
+        that had a free slot when last seen, picked by a hash of ``key``, so a mission
+        wakes one idle worker instead of all of them. The others still poll; a worker
+        that sees no list (or is not on it) answers every NOTIFY."""
+        return is_chosen(self._peers, self.worker_id, key)
+
+    async def _hand_on(self) -> None:
+        """Our claim filled every free slot, so more may wait: wake one more worker."""
+        if self.store.is_postgres and self.settings.listen and len(self._peers) > 1:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self.store.notify_queued, self.profile.vp_id, uuid.uuid4().hex)
 
     async def _drain(self) -> None:
         if not self.running:
@@ -229,6 +269,8 @@ class Worker:
                 self.store.touch_session, self.worker_id, status="draining", active_missions=len(self.running)
             )
         tasks = [r.task for r in self.running.values()]
+        if not tasks:  # they all ended while the session row was written
+            return
         _, pending = await asyncio.wait(tasks, timeout=grace)
         for r in list(self.running.values()):
             if r.task in pending:
@@ -296,7 +338,7 @@ class Worker:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await supervisor
         await self._flush(run, token)
-        done = await self._db(self.store.finalize, mission.mission_id, token, status, result=result, error=error)
+        done = await self._finalizer.finalize(Outcome(mission.mission_id, token, status, result, error))
         if done is None:
             mlog.warning("finalize_refused_lease_lost", status=status.value)
         else:
@@ -357,31 +399,50 @@ class Worker:
             self._interrupt(run, "supervisor_failed")
 
     async def _supervise(self, run: Running, token: str) -> None:
-        """Heartbeat every TTL/3, flush progress, enforce the time budget."""
-        assert self.heartbeat_interval is not None
+        """Flush progress, enforce the time budget (leases: :meth:`_keep_leases`)."""
         max_seconds = run.mission.budget.get("max_seconds")
         deadline = time.monotonic() + float(max_seconds) if max_seconds else None
-        next_beat = time.monotonic() + self.heartbeat_interval
         while True:
             now = time.monotonic()
-            wake_at = min(next_beat, now + PROGRESS_FLUSH_SECONDS, deadline or float("inf"))
+            wake_at = min(now + PROGRESS_FLUSH_SECONDS, deadline or float("inf"))
             await asyncio.sleep(max(0.0, wake_at - now))
-            now = time.monotonic()
-            if deadline is not None and now >= deadline:
+            if deadline is not None and time.monotonic() >= deadline:
                 self._interrupt(run, "budget_exceeded")
                 return
             if (run.progress or run.dropped) and not await self._flush(run, token):
                 self._interrupt(run, "lease_lost")
                 return
-            if now >= next_beat:
-                beat = await self._db(self.store.heartbeat, run.mission.mission_id, token)
+
+    async def _keep_leases(self) -> None:
+        """For all running missions at once: every poll, a cheap read for asked cancels
+        and lost leases (so a cancel arrives within a poll interval on every backend,
+        LISTEN or not); every TTL/3, ONE heartbeat statement extending every lease."""
+        assert self.poll_interval is not None and self.heartbeat_interval is not None
+        next_beat = time.monotonic() + self.heartbeat_interval
+        while True:
+            await asyncio.sleep(self.poll_interval)
+            runs = [r for r in self.running.values() if r.stop_reason is None]
+            if not runs:
                 next_beat = time.monotonic() + self.heartbeat_interval
-                if not beat.lease_held:
-                    self._interrupt(run, "lease_lost")
-                    return
-                if beat.cancel_requested:
-                    self._interrupt(run, "cancelled")
-                    return
+                continue
+            leases = [(r.mission.mission_id, r.mission.lease_token or "") for r in runs]
+            try:
+                if time.monotonic() >= next_beat:
+                    seen: dict[str, Any] = await self._db(self.store.heartbeat_many, leases)
+                    next_beat = time.monotonic() + self.heartbeat_interval
+                else:
+                    seen = await self._db(self.store.watch, leases)
+            except Exception as exc:  # never lose the keeper: the next round tries again
+                self.log.warning("lease_keeping_failed", error=repr(exc)[:200])
+                continue
+            for r in runs:
+                state = seen.get(r.mission.mission_id)
+                if state is None or self.running.get(r.mission.mission_id) is not r:
+                    continue
+                if not state.lease_held:
+                    self._interrupt(r, "lease_lost")
+                elif state.cancel_requested:
+                    self._interrupt(r, "cancelled")
 
     async def _flush(self, run: Running, token: str) -> bool:
         batch, run.progress = run.progress, []
@@ -394,35 +455,8 @@ class Worker:
 
     # -- LISTEN ---------------------------------------------------------------------------
     async def _listen(self) -> None:
-        """Wake on NOTIFY; reconnect forever. Its own connection: psycopg's notifies()
-        holds the connection lock while it waits, so sharing it would stall claims."""
-        import psycopg
-
-        url = self.store.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception(lambda e: isinstance(e, psycopg.Error)),
-            before_sleep=lambda s: self.log.warning(
-                "listen_reconnecting", error=repr(s.outcome and s.outcome.exception())
-            ),
-            wait=wait_random_exponential(multiplier=0.2, max=5.0),
-        ):
-            with attempt:
-                # Keepalives: a half-open connection (a partition, a dead host) is
-                # noticed within about a minute instead of blocking notifies() forever.
-                async with await psycopg.AsyncConnection.connect(
-                    url,
-                    autocommit=True,
-                    connect_timeout=10,
-                    keepalives=1,
-                    keepalives_idle=30,
-                    keepalives_interval=10,
-                    keepalives_count=3,
-                ) as conn:
-                    await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-                    # Anything queued while we were not listening is caught now.
-                    self.wake()
-                    async for note in conn.notifies():
-                        self._on_notify(note.payload)
+        """Wake on NOTIFY (see :mod:`ua_vp.store.listen`)."""
+        await listen_forever(self.store.engine, self._on_notify, on_connected=self.wake, log=self.log)
 
     async def _watch_sqlite(self) -> None:
         """SQLite has no LISTEN: watch for other processes' commits instead (see
@@ -443,20 +477,36 @@ class Worker:
             watch.close()
 
     def _on_notify(self, payload: str) -> None:
-        kind, _, rest = payload.partition(":")
-        vp_id, _, mission_id = rest.rpartition(":")
+        kind, vp_id, mission_id = parse_notify(payload)
         if vp_id != self.profile.vp_id:
             return
-        if kind == "queued":
-            self.wake()
-        elif kind == "cancel":
+        if kind == NOTIFY_QUEUED:
+            if self.chosen_for(mission_id):
+                self.wake()
+            elif self._backstop is None:
+                # Workers may see the list at different moments and disagree on whom a
+                # mission woke: look anyway a little later (at most once per backstop).
+                self._backstop = asyncio.get_running_loop().call_later(WAKE_BACKSTOP_SECONDS, self._backstop_wake)
+        elif kind == NOTIFY_CANCEL:
             self.cancel_running(mission_id)
+
+    def _backstop_wake(self) -> None:
+        self._backstop = None
+        self.wake()
 
     def cancel_running(self, mission_id: str) -> None:
         """Stop our execution of a mission whose cancel was committed (the heartbeat
         would see it too, later)."""
         if mission_id in self.running:
             self._interrupt(self.running[mission_id], "cancelled")
+
+
+def is_chosen(peers: list[str], me: str, key: str) -> bool:
+    """Whether ``me`` is the one of ``peers`` a NOTIFY about ``key`` wakes (see
+    :meth:`Worker.chosen_for`); every worker computes the same answer from the same list."""
+    if me not in peers:
+        return True
+    return peers[zlib.crc32(key.encode()) % len(peers)] == me
 
 
 @dataclass

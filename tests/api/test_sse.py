@@ -8,16 +8,15 @@ import json
 import threading
 import time
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from litestar.testing import TestClient
 
 from tests.api.conftest import DISPATCH, MISSIONS, SEED_BODY, assert_error
+from tests.out_of_order import commit_out_of_order
 from ua_vp.missions import Status
 from ua_vp.store import MissionStore
-from ua_vp.store.tables import events
 
 SSE = {"Accept": "text/event-stream"}
 
@@ -129,26 +128,7 @@ def test_an_event_committed_out_of_id_order_is_not_skipped(client: TestClient[An
         pytest.skip("SQLite has one writer at a time: ids always commit in order")
     mid = client.post(DISPATCH, json=SEED_BODY).json()["mission"]["mission_id"]
     [mission] = store.claim("vp.general.primary", "w-race")
-    assert mission.lease_token is not None
-    token = mission.lease_token
-
-    def race() -> None:
-        with store.engine.connect() as slow:
-            tx = slow.begin()
-            slow.execute(
-                events.insert().values(
-                    mission_id=mid, vp_id=mission.vp_id, event_type="vp.mission.progress",
-                    payload={"kind": "slow"}, created_at=datetime.now(UTC),
-                )
-            )  # fmt: skip
-            store.add_progress(mid, token, [{"kind": "fast"}])  # a larger id, committed first
-            time.sleep(0.6)  # the follower streams "fast" meanwhile
-            tx.commit()
-        time.sleep(0.6)
-        store.finalize(mid, token, Status.COMPLETED, result={"summary": "done"})
-
-    thread = threading.Thread(target=race, daemon=True)
-    thread.start()
+    thread = commit_out_of_order(store, mission)
     messages = stream(client, f"{MISSIONS}/{mid}/events")
     thread.join(5)
     kinds = [m["data"]["payload"].get("kind") for m in messages if m["event"] == "vp.mission.progress"]

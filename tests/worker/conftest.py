@@ -19,6 +19,7 @@ from ua_vp.store import MissionStore, open_store
 AGENT = Path(__file__).with_name("mission_agent.py")
 VP = "vp.general.primary"
 LEASE = 15  # the smallest lease the settings allow
+POLL = 1
 
 
 class Workers:
@@ -37,7 +38,7 @@ class Workers:
             "UA_VP_ENABLED_IDS": VP,
             "UA_VP_GENERAL_RUNTIME": "command",
             "UA_VP_COMMAND": f"{sys.executable} {AGENT} {{objective}}",
-            "UA_VP_POLL_INTERVAL_SECONDS": "1",
+            "UA_VP_POLL_INTERVAL_SECONDS": str(POLL),
             "UA_VP_LEASE_TTL_SECONDS": str(LEASE),
             "UA_VP_SHUTDOWN_GRACE_SECONDS": "5",
             "UA_VP_LOG_FORMAT": "json",

@@ -8,8 +8,11 @@ handlers through the ``api`` dependency.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import timedelta
 
 import structlog
 from litestar import Litestar, Router
@@ -25,6 +28,7 @@ from ua_vp.api.callers import owner_guard, request_guards
 from ua_vp.api.dashboard import DashboardPages, asset_routers, swagger_plugin
 from ua_vp.api.deps import ApiState, Lane, provide_api
 from ua_vp.api.errors import exception_handlers
+from ua_vp.api.feed import ChangeFeed
 from ua_vp.api.health import HealthController
 from ua_vp.api.missions import MissionController
 from ua_vp.api.ops import DashboardController, MetricsController, ProfileController, SessionController
@@ -33,6 +37,7 @@ from ua_vp.api.streams import StreamLimits
 from ua_vp.config import Settings
 from ua_vp.dispatch import lane_for
 from ua_vp.host import Host
+from ua_vp.missions import MissionEvent
 from ua_vp.plugins import Registry
 from ua_vp.store import MissionStore
 
@@ -79,6 +84,15 @@ def _build_state(
     # The registry first: a bad plugin setting fails before a database connection is opened.
     registry = host.registry
     store, gateway = host.store, host.gateway
+    feed = ChangeFeed(store, listen=settings.listen)
+    observe = store.on_events
+
+    def on_events(written: list[MissionEvent]) -> None:
+        if observe is not None:
+            observe(written)
+        feed.ring()  # this process's own commits ring the event streams at once
+
+    store.on_events = on_events
     # External dispatch leaves every mission to `ua-vp worker` processes: no lane runs here.
     chosen = [] if settings.external_dispatch else list(lanes or [])
     if in_process_lane and not settings.external_dispatch:
@@ -86,7 +100,9 @@ def _build_state(
 
         chosen.append(InProcessLane(settings=settings, store=store, registry=registry))
     streams = StreamLimits(total=settings.max_event_streams, per_client=settings.max_event_streams_per_client)
-    return ApiState(settings=settings, store=store, registry=registry, gateway=gateway, lanes=chosen, streams=streams)
+    return ApiState(
+        settings=settings, store=store, registry=registry, gateway=gateway, feed=feed, lanes=chosen, streams=streams
+    )
 
 
 def _configure_routes(settings: Settings) -> list[ControllerRouterHandler]:
@@ -134,10 +150,34 @@ def _configure_openapi(settings: Settings) -> OpenAPIConfig:
     )
 
 
+RETENTION_EVERY_SECONDS = 3600.0
+
+
+def _start_retention(api: ApiState) -> asyncio.Task[None] | None:
+    """UA_VP_RETENTION_DAYS: prune at start-up, then hourly, off the event loop."""
+    days = api.settings.retention_days
+    if days is None:
+        return None
+    from ua_vp.store.retention import prune
+
+    async def loop() -> None:
+        while True:
+            try:
+                done = await asyncio.to_thread(prune, api.store, older_than=timedelta(days=days))
+                log.info("retention_pruned", missions=done.missions, events=done.events, older_than_days=days)
+            except Exception as exc:  # the database is away: try again next round
+                log.warning("retention_failed", error=repr(exc)[:200])
+            await asyncio.sleep(RETENTION_EVERY_SECONDS)
+
+    return asyncio.create_task(loop(), name="retention")
+
+
 def _configure_lifespan(api: ApiState, *, owns_store: bool) -> Lifespan:
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         started: list[Lane] = []
+        await api.feed.start()
+        retention = _start_retention(api)
         try:
             for lane in api.lanes:
                 await lane.start()
@@ -154,6 +194,11 @@ def _configure_lifespan(api: ApiState, *, owns_store: bool) -> Lifespan:
             for lane in reversed(started):
                 api.gateway.doorbells.remove(lane)
                 await lane.stop()
+            if retention is not None:
+                retention.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await retention
+            await api.feed.stop()
             if owns_store:
                 api.store.engine.dispose()
             log.info("ops_api_stopped")

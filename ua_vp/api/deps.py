@@ -11,6 +11,7 @@ from litestar.datastructures import State
 from litestar.openapi import ResponseSpec
 from litestar.params import SkipValidation
 
+from ua_vp.api.feed import ChangeFeed
 from ua_vp.api.schemas import ErrorBody
 from ua_vp.api.streams import StreamLimits
 from ua_vp.config import Settings
@@ -39,9 +40,15 @@ class ApiState:
     gateway: Gateway
     streams: StreamLimits
     """Open event streams, against UA_VP_MAX_EVENT_STREAMS(_PER_CLIENT)."""
+    feed: ChangeFeed
+    """The one change feed every event stream waits on."""
     lanes: list[Lane] = field(default_factory=list)
     stopping: threading.Event = field(default_factory=threading.Event)
     """Set when the server was told to stop: event streams end instead of holding shutdown up."""
+
+    def stop_streams(self) -> None:
+        self.stopping.set()
+        self.feed.ring()
 
 
 # skip_validation: the state is ours, not the caller's; validating it would make

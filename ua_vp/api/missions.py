@@ -167,6 +167,8 @@ class MissionController(Controller):
             start = parse_last_event_id(last_event_id, after_id)
             await anyio.to_thread.run_sync(_get, api.store, mission_id)
             client = request.client.host if request.client else "unknown"
-            return event_stream(api.store, mission_id, start, api.stopping, api.streams, client)  # type: ignore[return-value]
+            return event_stream(  # type: ignore[return-value]
+                api.store, api.feed, mission_id, start, api.stopping, api.streams, client
+            )
         found = await anyio.to_thread.run_sync(_events, api.store, mission_id, after_id)
         return Response(EventList(events=[event_view(e.to_public()) for e in found]))

@@ -9,6 +9,7 @@ from litestar import Controller, get
 from litestar.params import QueryParameter
 
 from ua_vp.api.deps import Api, error_docs
+from ua_vp.api.metrics_view import metrics_json
 from ua_vp.api.schemas import (
     DashboardMetrics,
     MetricsResponse,
@@ -84,7 +85,7 @@ class MetricsController(Controller):
     )
     def vp(self, api: Api, vp_id: VpIdFilter = None) -> MetricsResponse:
         storable(vp_id, "vp_id")
-        return MetricsResponse(metrics=vp_metrics(api.store, vp_id))
+        return MetricsResponse(metrics=metrics_json(vp_metrics(api.store, vp_id)))
 
     @get(
         "/timeline",
@@ -116,7 +117,7 @@ class MetricsController(Controller):
         responses=error_docs([401]),
     )
     def coder_vp(self, api: Api) -> MetricsResponse:
-        return MetricsResponse(metrics=vp_metrics(api.store, CODER_VP_ID))
+        return MetricsResponse(metrics=metrics_json(vp_metrics(api.store, CODER_VP_ID)))
 
 
 class DashboardController(Controller):
@@ -131,4 +132,4 @@ class DashboardController(Controller):
         responses=error_docs([401]),
     )
     def coder_vp(self, api: Api) -> DashboardMetrics:
-        return DashboardMetrics(status="ok", metrics=vp_metrics(api.store, CODER_VP_ID))
+        return DashboardMetrics(status="ok", metrics=metrics_json(vp_metrics(api.store, CODER_VP_ID)))

@@ -6,8 +6,7 @@ from __future__ import annotations
 import ipaddress
 import signal
 import sys
-import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
 
 import structlog
@@ -26,15 +25,15 @@ in-process lane have their own grace (UA_VP_SHUTDOWN_GRACE_SECONDS) in the lifes
 
 
 class _Server(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, stopping: threading.Event) -> None:
+    def __init__(self, config: uvicorn.Config, stop_streams: Callable[[], None]) -> None:
         super().__init__(config)
-        self.stopping = stopping
+        self.stop_streams = stop_streams
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # uvicorn waits for open responses before the app hears of the shutdown; an event
         # stream never finishes by itself, so tell the streams now (they end at their next
         # poll and the client resumes elsewhere with Last-Event-ID).
-        self.stopping.set()
+        self.stop_streams()
         super().handle_exit(sig, frame)
 
 
@@ -81,7 +80,7 @@ def run(settings: Settings, host: str | None = None, port: int | None = None, *,
         timeout_graceful_shutdown=HTTP_GRACE_SECONDS,
         server_header=False,
     )
-    server = _Server(config, app.state.api.stopping)
+    server = _Server(config, app.state.api.stop_streams)
     log.info(
         "ops_api_serving",
         url=f"http://{host}:{port}",

@@ -1,7 +1,9 @@
 """Following a mission's events as Server-Sent Events.
 
-The store is polled (in a worker thread, so the event loop never waits on the
-database) every :data:`POLL_SECONDS`; each event is one SSE message
+A stream reads the store (in a worker thread, so the event loop never waits on the
+database) when the server's :class:`~ua_vp.api.feed.ChangeFeed` says something
+changed, and while recent event ids may still have gaps (see
+:class:`~ua_vp.event_cursor.EventCursor`) every :data:`SETTLE_POLL_SECONDS`; each event is one SSE message
 ``id: <event id>`` / ``event: <event_type>`` / ``data: <json>``. The stream ends
 after the mission's terminal event, so a client can simply read to the end.
 """
@@ -11,25 +13,26 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from functools import partial
 
 import anyio
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
+from ua_vp.api.feed import ChangeFeed
 from ua_vp.api.streams import StreamLimits
 from ua_vp.errors import InvalidRequest
-from ua_vp.missions import FINAL_EVENT, MissionEvent
+from ua_vp.event_cursor import EventCursor
+from ua_vp.missions import TERMINAL_EVENTS, MissionEvent
 from ua_vp.store import MissionStore
 
-POLL_SECONDS = 0.2
+SETTLE_POLL_SECONDS = 0.5
+"""How often a stream re-reads while ids it sent may still have gaps (PostgreSQL)."""
 KEEPALIVE_SECONDS = 15.0
 """An idle stream sends a comment this often so proxies do not close it."""
-SETTLE_SECONDS = 2.0
 BATCH = 1000
 MAX_EVENT_ID = 2**63 - 1
 """Event ids are BIGINT: a larger ``after_id``/``Last-Event-ID`` cannot name an event (400)."""
-TERMINAL_EVENTS = frozenset(event.value for event in FINAL_EVENT.values())
 
 
 def parse_last_event_id(raw: str | None, after_id: int) -> int:
@@ -47,54 +50,28 @@ def parse_last_event_id(raw: str | None, after_id: int) -> int:
     return value
 
 
-class _Cursor:
-    """Which events a follower has already sent.
-
-    PostgreSQL hands out event ids at INSERT, not at COMMIT: a slower transaction
-    can make id 10 visible after id 11 was sent. Reading on from the last id sent
-    would skip 10 for good, so each read starts at the newest id sent at least
-    :data:`SETTLE_SECONDS` ago and skips the ids sent since.
-    """
-
-    def __init__(self, after_id: int) -> None:
-        self.settled = after_id
-        self.recent: dict[int, float] = {}
-
-    def start(self) -> int:
-        now = time.monotonic()
-        for event_id, sent_at in list(self.recent.items()):
-            if now - sent_at >= SETTLE_SECONDS:
-                self.settled = max(self.settled, event_id)
-                del self.recent[event_id]
-        return self.settled
-
-    def fresh(self, batch: Sequence[MissionEvent]) -> list[MissionEvent]:
-        out = [e for e in batch if e.id > self.settled and e.id not in self.recent]
-        now = time.monotonic()
-        self.recent.update((e.id, now) for e in out)
-        return out
-
-
 def _message(event: MissionEvent) -> ServerSentEventMessage:
     return ServerSentEventMessage(id=event.id, event=event.event_type, data=json.dumps(event.to_public()))
 
 
 async def follow(
-    store: MissionStore, mission_id: str, after_id: int, stopping: threading.Event
+    store: MissionStore, feed: ChangeFeed, mission_id: str, after_id: int, stopping: threading.Event
 ) -> AsyncIterator[ServerSentEventMessage]:
-    cursor = _Cursor(after_id)
-    idle = 0.0
+    cursor = EventCursor.for_store(store, after_id)
     ending = False
+    last_sent = time.monotonic()
     while True:
-        batch = await anyio.to_thread.run_sync(partial(store.events, mission_id, after_id=cursor.start(), limit=BATCH))
-        fresh = cursor.fresh(batch)
+        seen = feed.version  # taken before the read: a change during it is not lost
+        fresh, full = await anyio.to_thread.run_sync(partial(cursor.read, store, mission_id, limit=BATCH))
         for event in fresh:
             yield _message(event)
             if event.event_type in TERMINAL_EVENTS:
                 return
-        if fresh and len(batch) == BATCH:
-            continue  # more are waiting: no pause while replaying a long history
-        if not fresh:
+        if fresh:
+            last_sent = time.monotonic()
+            if full:
+                continue  # more are waiting: no pause while replaying a long history
+        else:
             if ending:
                 return
             # A mission that ended before this stream (its final event at or before
@@ -104,17 +81,22 @@ async def follow(
             if mission.status.terminal:
                 ending = True
                 continue
-        await anyio.sleep(POLL_SECONDS)
         if stopping.is_set():
             return  # the client reconnects with Last-Event-ID and misses nothing
-        idle = 0.0 if fresh else idle + POLL_SECONDS
-        if idle >= KEEPALIVE_SECONDS:
-            idle = 0.0
+        # Ids read lately may still have gaps that commit later without ringing anything.
+        idle = time.monotonic() - last_sent
+        timeout = SETTLE_POLL_SECONDS if cursor.unsettled else max(0.05, KEEPALIVE_SECONDS - idle)
+        await feed.wait_for_change(seen, timeout)
+        if stopping.is_set():
+            return
+        if time.monotonic() - last_sent >= KEEPALIVE_SECONDS:
+            last_sent = time.monotonic()
             yield ServerSentEventMessage(comment="keep-alive")
 
 
 def event_stream(
     store: MissionStore,
+    feed: ChangeFeed,
     mission_id: str,
     after_id: int,
     stopping: threading.Event,
@@ -122,4 +104,4 @@ def event_stream(
     client: str,
 ) -> ServerSentEvent:
     """The stream, counted against the caps (429 ``too_many_streams`` when over one)."""
-    return ServerSentEvent(limits.wrap(client, follow(store, mission_id, after_id, stopping)))
+    return ServerSentEvent(limits.wrap(client, follow(store, feed, mission_id, after_id, stopping)))

@@ -68,7 +68,7 @@ def _sqlite_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        # Writes (MissionStore._tx marks them) take the write lock up front: a
+        # Writes (MissionStore.tx marks them) take the write lock up front: a
         # deferred transaction that reads then writes can fail with SQLITE_BUSY
         # mid-way when another process wrote first; with the lock taken at BEGIN,
         # busy_timeout simply waits. Reads stay deferred: in WAL mode they never

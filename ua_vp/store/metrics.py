@@ -1,13 +1,17 @@
-"""Read-only mission metrics for the ops API and ``ua-vp metrics``."""
+"""Read-only mission metrics as typed data; the API (and the CLI) shape them into
+JSON, Prometheus or whatever else (``ua_vp.api.metrics_view``)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
 
-from ua_vp.missions import Event, Status
-from ua_vp.store.store import MissionStore, _aware, utcnow
+from ua_vp.missions import Event, Mission, MissionEvent, Status
+from ua_vp.store.rows import aware, utcnow
+from ua_vp.store.store import MissionStore
 from ua_vp.store.tables import events, missions
 
 # Latencies come from the newest finished missions only: cheap, and what an
@@ -15,18 +19,55 @@ from ua_vp.store.tables import events, missions
 LATENCY_WINDOW = 1000
 
 
-def _percentiles(values: list[float]) -> dict[str, float | None]:
-    if not values:
-        return {"count": 0, "p50": None, "p95": None, "max": None}
-    ordered = sorted(values)
+@dataclass(frozen=True)
+class Percentiles:
+    """Seconds, over the newest :data:`LATENCY_WINDOW` finished missions."""
 
-    def pick(q: float) -> float:
-        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 4)
+    count: int
+    p50: float | None
+    p95: float | None
+    max: float | None
 
-    return {"count": len(ordered), "p50": pick(0.50), "p95": pick(0.95), "max": round(ordered[-1], 4)}
+    @classmethod
+    def of(cls, values: list[float]) -> Percentiles:
+        if not values:
+            return cls(0, None, None, None)
+        ordered = sorted(values)
+
+        def pick(q: float) -> float:
+            return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 4)
+
+        return cls(len(ordered), pick(0.50), pick(0.95), round(ordered[-1], 4))
 
 
-def vp_metrics(store: MissionStore, vp_id: str | None = None, *, recent: int = 10) -> dict[str, Any]:
+@dataclass(frozen=True)
+class VpMetrics:
+    vp_id: str | None
+    """None: every vp_id."""
+    generated_at: datetime
+    by_status: dict[Status, int]
+    oldest_queued_age_seconds: float | None
+    queue_wait: Percentiles
+    run_time: Percentiles
+    events_by_type: dict[str, int]
+    retried: int
+    lease_expired: int
+    sessions_by_status: dict[str, int]
+    active_missions: int
+    """Missions the live (not stopped, not lost) sessions are running."""
+    recent_missions: list[Mission]
+    recent_events: list[MissionEvent]
+
+    @property
+    def total_missions(self) -> int:
+        return sum(self.by_status.values())
+
+    @property
+    def queue_depth(self) -> int:
+        return self.by_status[Status.QUEUED]
+
+
+def vp_metrics(store: MissionStore, vp_id: str | None = None, *, recent: int = 10) -> VpMetrics:
     def scoped(query: Any, table: Any = missions) -> Any:
         return query.where(table.c.vp_id == vp_id) if vp_id else query
 
@@ -53,33 +94,25 @@ def vp_metrics(store: MissionStore, vp_id: str | None = None, *, recent: int = 1
                 )
             )
         ).scalar_one()
-        now = _aware(conn.execute(select(store._now())).scalar_one()) or utcnow()
-    queue_wait = [(_aware(s) - _aware(c)).total_seconds() for c, s, _ in finished]  # type: ignore[operator]
-    run_time = [(_aware(f) - _aware(s)).total_seconds() for _, s, f in finished]  # type: ignore[operator]
+        now = aware(conn.execute(select(store.now())).scalar_one()) or utcnow()
+    spans = [(aware(c), aware(s), aware(f)) for c, s, f in finished]
     sessions = store.list_sessions(vp_id=vp_id)
     health: dict[str, int] = {}
     for s in sessions:
         health[s.status] = health.get(s.status, 0) + 1
-    by_status = {s.value: int(counts.get(s.value, 0)) for s in Status}
-    return {
-        "vp_id": vp_id,
-        "generated_at": now.isoformat(),
-        "missions": {"total": sum(by_status.values()), "by_status": by_status},
-        "queue": {
-            "depth": by_status[Status.QUEUED.value],
-            "oldest_queued_age_seconds": round((now - _aware(oldest)).total_seconds(), 3) if oldest else None,  # type: ignore[operator]
-        },
-        "latency_seconds": {"queue_wait": _percentiles(queue_wait), "run_time": _percentiles(run_time)},
-        "events": {"total": sum(event_counts.values()), "by_type": {k: int(v) for k, v in event_counts.items()}},
-        "recovery": {
-            "retried": int(event_counts.get(Event.RETRIED.value, 0)),
-            "lease_expired": int(lease_expired),
-        },
-        "sessions": {
-            "total": len(sessions),
-            "by_status": health,
-            "active_missions": sum(s.active_missions for s in sessions if s.status not in ("stopped", "lost")),
-        },
-        "recent_missions": [m.to_public() for m in store.list_missions(vp_id=vp_id, limit=recent)],
-        "recent_events": [e.to_public() for e in store.recent_events(vp_id=vp_id, limit=2 * recent)],
-    }
+    oldest_at = aware(oldest)
+    return VpMetrics(
+        vp_id=vp_id,
+        generated_at=now,
+        by_status={s: int(counts.get(s.value, 0)) for s in Status},
+        oldest_queued_age_seconds=round((now - oldest_at).total_seconds(), 3) if oldest_at else None,
+        queue_wait=Percentiles.of([(s - c).total_seconds() for c, s, _ in spans if c and s]),
+        run_time=Percentiles.of([(f - s).total_seconds() for _, s, f in spans if s and f]),
+        events_by_type={k: int(v) for k, v in event_counts.items()},
+        retried=int(event_counts.get(Event.RETRIED.value, 0)),
+        lease_expired=int(lease_expired),
+        sessions_by_status=health,
+        active_missions=sum(s.active_missions for s in sessions if s.status not in ("stopped", "lost")),
+        recent_missions=store.list_missions(vp_id=vp_id, limit=recent),
+        recent_events=store.recent_events(vp_id=vp_id, limit=2 * recent),
+    )

@@ -16,7 +16,9 @@ from sqlalchemy import Float, Integer, and_, case, cast, func, literal, select
 from sqlalchemy.sql import ColumnElement
 
 from ua_vp.missions import Event, Status
-from ua_vp.store.store import MissionStore, _aware, utcnow
+from ua_vp.store.rows import aware as _aware
+from ua_vp.store.rows import utcnow
+from ua_vp.store.store import MissionStore
 from ua_vp.store.tables import events, missions
 
 LATENCY_BUCKETS: tuple[float, ...] = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
@@ -92,7 +94,7 @@ def snapshot(store: MissionStore) -> Snapshot:
     snap = Snapshot()
     m = missions.c
     with store.engine.connect() as conn:
-        now = _aware(conn.execute(select(store._now())).scalar_one()) or utcnow()
+        now = _aware(conn.execute(select(store.now())).scalar_one()) or utcnow()
         for vp_id, status, n in conn.execute(select(m.vp_id, m.status, func.count()).group_by(m.vp_id, m.status)):
             snap.missions[(vp_id, status)] = int(n)
         queued = select(m.vp_id, func.count(), func.min(m.created_at)).where(m.status == Status.QUEUED.value)
@@ -199,7 +201,7 @@ def timeline(store: MissionStore, *, minutes: int = 60, vp_id: str | None = None
     """
     m = missions.c
     with store.engine.connect() as conn:
-        now = _aware(conn.execute(select(store._now())).scalar_one()) or utcnow()
+        now = _aware(conn.execute(select(store.now())).scalar_one()) or utcnow()
         end = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
         since = end - timedelta(minutes=minutes)
         scope = (m.vp_id == vp_id) if vp_id else literal(True)

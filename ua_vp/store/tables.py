@@ -18,7 +18,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
+from ua_vp.missions import Status
+
 metadata = MetaData()
+# Literal in the index predicate: the claim's status test must match it as text.
+_QUEUED = text(f"status = '{Status.QUEUED.value}'")
+_RUNNING = text(f"status = '{Status.RUNNING.value}'")
 
 Json = JSON().with_variant(JSONB(), "postgresql")
 # SQLite only auto-increments an INTEGER PRIMARY KEY.
@@ -61,15 +66,22 @@ missions = Table(
         "vp_id",
         "priority",
         "created_at",
-        postgresql_where=text("status = 'queued'"),
-        sqlite_where=text("status = 'queued'"),
+        postgresql_where=_QUEUED,
+        sqlite_where=_QUEUED,
     ),
     # The reaper reads only running rows by lease expiry.
     Index(
         "ix_vp_missions_leases",
         "lease_expires_at",
-        postgresql_where=text("status = 'running'"),
-        sqlite_where=text("status = 'running'"),
+        postgresql_where=_RUNNING,
+        sqlite_where=_RUNNING,
+    ),
+    # Retention: old finished missions, oldest first (ua-vp db prune).
+    Index(
+        "ix_vp_missions_finished",
+        "finished_at",
+        postgresql_where=text("finished_at IS NOT NULL"),
+        sqlite_where=text("finished_at IS NOT NULL"),
     ),
     # Idempotency keys are per vp_id: one caller's key for one profile is no other's.
     Index("ux_vp_missions_idempotency", "vp_id", "idempotency_key", unique=True),
