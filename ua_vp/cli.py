@@ -41,9 +41,12 @@ class State:
             configure_logging(level, self._settings.log_format)
         return self._settings
 
-    def serve_logging(self) -> None:
+    def serve_logging(self, level: str | None = None) -> None:
+        """Long-running commands log at ``--log-level``, else UA_VP_LOG_LEVEL."""
         from ua_vp.logging import configure_logging
 
+        if level:
+            self._settings = self.settings.model_copy(update={"log_level": level})
         configure_logging(self.settings.log_level, self.settings.log_format)
 
     def store(self, *, auto_upgrade: bool | None = None) -> MissionStore:
@@ -314,14 +317,23 @@ def metrics(state: State, vp_id: str | None) -> None:
     )
 
 
+LOG_LEVEL = click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    default=None,
+    help="Default: UA_VP_LOG_LEVEL (info).",
+)
+
+
 @cli.command()
 @click.option("--profile", "vp_id", required=True, help="The vp_id to serve, e.g. vp.coder.primary.")
 @click.option(
     "--concurrency", type=click.IntRange(1, 256), default=None, help="Default: UA_VP_MAX_CONCURRENT_MISSIONS."
 )
 @click.option("--once", is_flag=True, help="Run what is queued now, then exit.")
+@LOG_LEVEL
 @pass_state
-def worker(state: State, vp_id: str, concurrency: int | None, once: bool) -> None:
+def worker(state: State, vp_id: str, concurrency: int | None, once: bool, log_level: str | None) -> None:
     """Run a worker for one profile until SIGTERM/SIGINT (drains with a grace period)."""
     import asyncio
 
@@ -330,8 +342,8 @@ def worker(state: State, vp_id: str, concurrency: int | None, once: bool) -> Non
     from ua_vp.plugins import load_registry
     from ua_vp.worker import DB_RETRY, Worker, run_worker_process
 
+    state.serve_logging(log_level)
     settings = state.settings
-    state.serve_logging()
     registry = load_registry(settings)
     # A worker (re)started during a database outage waits for it, as a running one does.
     store = Retrying(**DB_RETRY)(state.store)  # type: ignore[arg-type]
@@ -349,12 +361,13 @@ def worker(state: State, vp_id: str, concurrency: int | None, once: bool) -> Non
 @cli.command()
 @click.option("--host", default=None, help="Address to bind; default UA_VP_HOST (127.0.0.1).")
 @click.option("--port", type=click.IntRange(1, 65535), default=None, help="Port; default UA_VP_PORT (8002).")
+@LOG_LEVEL
 @pass_state
-def serve(state: State, host: str | None, port: int | None) -> None:
-    """Run the ops API until SIGTERM/SIGINT."""
+def serve(state: State, host: str | None, port: int | None, log_level: str | None) -> None:
+    """Run the ops API and the dashboard until SIGTERM/SIGINT."""
     from ua_vp.api.server import run
 
-    state.serve_logging()
+    state.serve_logging(log_level)
     run(state.settings, host=host, port=port)
 
 

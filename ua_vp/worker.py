@@ -251,6 +251,11 @@ class Worker:
     async def _run_mission(self, run: Running) -> None:
         mission = run.mission
         mlog = self.log.bind(mission_id=mission.mission_id, attempt=mission.attempt)
+        # This task's own context: library records logged during the run (httpx, the
+        # runtimes' stdlib loggers) carry the ids too (ua_vp.logging merges contextvars).
+        structlog.contextvars.bind_contextvars(
+            mission_id=mission.mission_id, vp_id=mission.vp_id, worker_id=self.worker_id
+        )
         token = mission.lease_token or ""
         mlog.info("mission_started")
         supervisor = asyncio.create_task(self._supervise(run, token))

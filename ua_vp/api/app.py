@@ -16,17 +16,18 @@ from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityRequirement
 from litestar.types import ControllerRouterHandler, ExceptionHandlersMap, Guard
 
 from ua_vp import __version__
 from ua_vp.api.auth import SCHEME_NAME, SECURITY_SCHEME, bearer_guard
+from ua_vp.api.dashboard import DashboardPages, asset_routers, swagger_plugin
 from ua_vp.api.deps import ApiState, Lane, provide_api
 from ua_vp.api.errors import exception_handlers
 from ua_vp.api.health import HealthController
 from ua_vp.api.missions import MissionController
-from ua_vp.api.ops import DashboardController, MetricsController, SessionController
+from ua_vp.api.ops import DashboardController, MetricsController, ProfileController, SessionController
+from ua_vp.api.prometheus import PrometheusController
 from ua_vp.config import Settings
 from ua_vp.dispatch import Gateway, lane_for
 from ua_vp.plugins import Registry, load_registry
@@ -96,11 +97,21 @@ def _configure_routes(settings: Settings) -> list[ControllerRouterHandler]:
         security = [{SCHEME_NAME: []}]
     protected = Router(
         path="/api/v1",
-        route_handlers=[MissionController, SessionController, MetricsController, DashboardController],
+        route_handlers=[
+            MissionController,
+            SessionController,
+            ProfileController,
+            MetricsController,
+            DashboardController,
+        ],
         guards=guards,
         security=security,
     )
-    return [protected, HealthController]
+    # The scrape target follows the same rule as the ops routes.
+    scrape = Router(path="/", route_handlers=[PrometheusController], guards=guards, security=security)
+    # The dashboard's pages and assets hold no data: every figure on them comes from
+    # the protected routes above, fetched with the token the page asks for.
+    return [protected, scrape, HealthController, DashboardPages, *asset_routers()]
 
 
 def _configure_exception_handlers() -> ExceptionHandlersMap:
@@ -115,7 +126,7 @@ def _configure_openapi(settings: Settings) -> OpenAPIConfig:
         description="Dispatch missions to VP agents and watch them run. Errors are "
         '`{"error": {"code", "message", "details"}}` with a stable `code`.',
         path="/schema",
-        render_plugins=[SwaggerRenderPlugin()],
+        render_plugins=[swagger_plugin()],
         components=components or [],
         use_handler_docstrings=False,
     )

@@ -113,9 +113,20 @@ class MissionController(Controller):
             str, QueryParameter(description="'all' or a comma list of queued, running, completed, failed, cancelled")
         ] = "all",
         limit: Annotated[int, QueryParameter(ge=1, le=MAX_LIST_LIMIT)] = 50,
+        before: Annotated[
+            str | None,
+            QueryParameter(description="a mission_id: the page after it (keyset paging)", max_length=MISSION_ID_CHARS),
+        ] = None,
+        q: Annotated[
+            str | None, QueryParameter(description="only mission ids starting with this", max_length=MISSION_ID_CHARS)
+        ] = None,
     ) -> MissionList:
         storable(vp_id, "vp_id")
-        found = api.store.list_missions(vp_id=vp_id, statuses=parse_statuses(status), limit=limit)
+        storable(before, "before")
+        storable(q, "q")
+        found = api.store.list_missions(
+            vp_id=vp_id, statuses=parse_statuses(status), limit=limit, before=before or None, id_prefix=q or None
+        )
         return MissionList(missions=[mission_view(m.to_public()) for m in found])
 
     @get(

@@ -9,9 +9,19 @@ from litestar import Controller, get
 from litestar.params import QueryParameter
 
 from ua_vp.api.deps import Api, error_docs
-from ua_vp.api.schemas import DashboardMetrics, MetricsResponse, SessionList, session_view
+from ua_vp.api.schemas import (
+    DashboardMetrics,
+    MetricsResponse,
+    ProfileList,
+    ProfileView,
+    SessionList,
+    Timeline,
+    TimelinePoint,
+    session_view,
+)
 from ua_vp.missions import MAX_ID_CHARS, storable
 from ua_vp.store.metrics import vp_metrics
+from ua_vp.store.observe import timeline
 
 CODER_VP_ID = "vp.coder.primary"
 """The seed's dashboard shows CODIE's metrics at fixed routes."""
@@ -35,6 +45,32 @@ class SessionController(Controller):
         return SessionList(sessions=[session_view(s.to_public()) for s in api.store.list_sessions(vp_id=vp_id)])
 
 
+class ProfileController(Controller):
+    path = "/ops/vp/profiles"
+    tags = ["profiles"]
+
+    @get(
+        "/",
+        operation_id="listProfiles",
+        summary="The profiles this host serves (what vp_id a dispatch may name)",
+        sync_to_thread=False,
+        responses=error_docs([401]),
+    )
+    def list_profiles(self, api: Api) -> ProfileList:
+        return ProfileList(
+            profiles=[
+                ProfileView(
+                    vp_id=p.vp_id,
+                    name=p.name,
+                    description=p.description,
+                    runtime=p.runtime,
+                    mission_types=list(p.mission_types),
+                )
+                for p in sorted(api.registry.enabled.values(), key=lambda p: p.vp_id)
+            ]
+        )
+
+
 class MetricsController(Controller):
     path = "/ops/metrics"
     tags = ["metrics"]
@@ -49,6 +85,28 @@ class MetricsController(Controller):
     def vp(self, api: Api, vp_id: VpIdFilter = None) -> MetricsResponse:
         storable(vp_id, "vp_id")
         return MetricsResponse(metrics=vp_metrics(api.store, vp_id))
+
+    @get(
+        "/timeline",
+        operation_id="getVpTimeline",
+        summary="Per minute over the last hour: missions finished and queue depth",
+        sync_to_thread=True,
+        responses=error_docs([400, 401]),
+    )
+    def timeline(
+        self,
+        api: Api,
+        vp_id: VpIdFilter = None,
+        minutes: Annotated[int, QueryParameter(ge=1, le=24 * 60)] = 60,
+    ) -> Timeline:
+        storable(vp_id, "vp_id")
+        points = timeline(api.store, minutes=minutes, vp_id=vp_id)
+        return Timeline(
+            vp_id=vp_id,
+            points=[
+                TimelinePoint(start=p.start.isoformat(), finished=p.finished, queue_depth=p.queue_depth) for p in points
+            ],
+        )
 
     @get(
         "/coder-vp",

@@ -139,6 +139,33 @@ class DashboardMetrics(Schema):
     metrics: JsonObject
 
 
+class ProfileView(Schema):
+    vp_id: str
+    name: str
+    description: str
+    runtime: str
+    mission_types: list[str]
+
+
+class ProfileList(Schema):
+    profiles: list[ProfileView]
+    """Enabled on this host, by vp_id."""
+
+
+class TimelinePoint(Schema):
+    start: str
+    """The minute's start (UTC, ISO 8601)."""
+    finished: int
+    """Missions that reached a terminal status in that minute."""
+    queue_depth: int
+    """Queued missions at the end of that minute."""
+
+
+class Timeline(Schema):
+    vp_id: str | None
+    points: list[TimelinePoint]
+
+
 class Health(Schema):
     status: Literal["ok"]
 

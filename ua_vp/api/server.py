@@ -80,7 +80,12 @@ def run(settings: Settings, host: str | None = None, port: int | None = None, *,
         server_header=False,
     )
     server = _Server(config, app.state.api.stopping)
-    log.info("ops_api_serving", url=f"http://{host}:{port}", docs=f"http://{host}:{port}/schema")
+    log.info(
+        "ops_api_serving",
+        url=f"http://{host}:{port}",
+        dashboard=f"http://{host}:{port}/",
+        docs=f"http://{host}:{port}/schema",
+    )
     received: list[int] = []
 
     def note(sig: int, _frame: FrameType | None) -> None:

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from psycopg.types.json import Jsonb
-from sqlalchemy import Connection, Engine, Text, and_, case, cast, func, insert, literal, select, update
+from sqlalchemy import Connection, Engine, Text, and_, case, cast, func, insert, literal, or_, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Row
 from sqlalchemy.sql import ColumnElement
@@ -584,17 +584,33 @@ class MissionStore:
         return _mission(row)
 
     def list_missions(
-        self, *, vp_id: str | None = None, statuses: Sequence[Status] | None = None, limit: int = 50
+        self,
+        *,
+        vp_id: str | None = None,
+        statuses: Sequence[Status] | None = None,
+        limit: int = 50,
+        before: str | None = None,
+        id_prefix: str | None = None,
     ) -> list[Mission]:
-        """Newest first."""
+        """Newest first. ``before`` (a mission id) pages on: only missions listed after
+        it; ``id_prefix`` keeps the missions whose id starts with it."""
         if not 1 <= limit <= MAX_LIST_LIMIT:
             raise InvalidRequest(f"limit must be from 1 to {MAX_LIST_LIMIT}, got {limit}", field="limit")
-        query = select(missions).order_by(missions.c.created_at.desc(), missions.c.mission_id.desc()).limit(limit)
+        m = missions.c
+        query = select(missions).order_by(m.created_at.desc(), m.mission_id.desc()).limit(limit)
         if vp_id:
-            query = query.where(missions.c.vp_id == vp_id)
+            query = query.where(m.vp_id == vp_id)
         if statuses:
-            query = query.where(missions.c.status.in_([s.value for s in statuses]))
+            query = query.where(m.status.in_([s.value for s in statuses]))
+        if id_prefix:
+            query = query.where(m.mission_id.startswith(id_prefix, autoescape=True))
         with self.engine.connect() as conn:
+            if before:
+                anchor = conn.execute(select(m.created_at).where(m.mission_id == before)).scalar()
+                if anchor is None:
+                    raise InvalidRequest(f"before: no mission with id {before!r} to page from", field="before")
+                # Keyset paging on (created_at, mission_id); the first term alone is an index range.
+                query = query.where(m.created_at <= anchor, or_(m.created_at < anchor, m.mission_id < before))
             return [_mission(r) for r in conn.execute(query)]
 
     def events(self, mission_id: str, *, after_id: int = 0, limit: int = 1000) -> list[MissionEvent]:
