@@ -191,14 +191,108 @@ def for_profile(profile: Profile, policy: GuardPolicy, settings: Settings) -> Sa
         )
     workspace_root = policy.workspace_root or (policy.allowed[0] if policy.allowed else None)
     roots_of_missions = [settings.homes_root, *([workspace_root] if workspace_root else [])]
+    hidden = [*roots_of_missions, *hidden_by_default(settings, policy)]
     return Sandbox(
         backend=backend,
         reason=reason,
         protected=policy.protected,
         writable=tuple(root for root in policy.allowed if root != workspace_root),
         protect=settings.sandbox_protected,
-        hidden=tuple(Path(os.path.realpath(p)) for p in roots_of_missions),
+        hidden=tuple(dict.fromkeys(Path(os.path.realpath(p)) for p in hidden)),
     )
+
+
+SOCKET_PATHS = (
+    "/run/postgresql",
+    "/var/run/postgresql",
+    "/run/mysqld",
+    "/run/docker.sock",
+    "/var/run/docker.sock",
+    "/run/containerd",
+    "/run/podman",
+    "/run/user",
+    "/run/dbus",
+    "/tmp/.X11-unix",
+)
+"""Folders and sockets of host services (seccomp refuses unix sockets anyway; these hide them too)."""
+HOME_SECRETS = (
+    ".ssh",
+    ".gnupg",
+    ".aws",
+    ".azure",
+    ".config/gcloud",
+    ".config/gh",
+    ".docker",
+    ".kube",
+    ".netrc",
+    ".pgpass",
+    ".git-credentials",
+    ".npmrc",
+    ".pypirc",
+    ".claude",
+    ".claude.json",
+    ".codex",
+    ".local/share/keyrings",
+    ".password-store",
+    ".bash_history",
+    ".zsh_history",
+    ".python_history",
+    ".psql_history",
+    ".terraformrc",
+    ".terraform.d",
+)
+"""Where a user's credentials live in their HOME. The whole HOME is not hidden by default because
+toolchains (pyenv, nvm, an agent CLI in ~/.local/bin) live there; list it in UA_VP_PROTECTED_ROOTS
+to hide it all."""
+
+
+def hidden_by_default(settings: Settings, policy: GuardPolicy) -> list[Path]:
+    """What no mission may read, whatever UA_VP_SANDBOX_PROTECTED says: the worker's ``.env``
+    files, the database and its folder, host sockets, root-only files in /etc, and the
+    credential stores in the real HOME. Only what exists now (a rule needs a path)."""
+    found: list[Path] = []
+    for folder in (Path.cwd(), *policy.protected):
+        found += folder.glob(".env*") if folder.is_dir() else []
+    found += database_paths(settings, policy)
+    found += [Path(p) for p in SOCKET_PATHS]
+    found += root_only("/etc")
+    home = Path(os.path.expanduser("~"))
+    found += [home / name for name in HOME_SECRETS]
+    return [p for p in found if os.path.lexists(p)]
+
+
+def database_paths(settings: Settings, policy: GuardPolicy) -> list[Path]:
+    """The SQLite file's folder (its -wal, -shm and -journal come and go), or just its files when
+    that folder also holds a workspace or handoff root; a PostgreSQL socket folder."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(settings.sqlalchemy_url)
+    if url.get_backend_name() == "sqlite":
+        if not url.database or url.database == ":memory:":
+            return []
+        db = Path(os.path.realpath(url.database))
+        if any(db.parent == root or db.parent in root.parents for root in policy.allowed):
+            return [db.with_name(db.name + suffix) for suffix in ("", "-wal", "-shm", "-journal")]
+        return [db.parent]
+    given = url.query.get("host", ())
+    hosts = [url.host or "", *([given] if isinstance(given, str) else given)]
+    return [Path(h) for h in hosts if h.startswith("/")]
+
+
+def root_only(top: str) -> list[Path]:
+    """Entries of ``top`` and its subfolders (one level down) that others may not read: /etc/shadow,
+    /etc/sudoers, ssh host keys. The sandboxed program may run as root, so file modes do not stop it."""
+    found: list[Path] = []
+    for folder in (Path(top), *(p for p in Path(top).iterdir() if p.is_dir() and not p.is_symlink())):
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            with contextlib.suppress(OSError):
+                if not entry.is_symlink() and not entry.stat(follow_symlinks=False).st_mode & 0o004:
+                    found.append(Path(entry.path))
+    return found
 
 
 def describe(profile: Profile, settings: Settings) -> str:

@@ -259,3 +259,33 @@ def processes_with(marker: str) -> list[int]:
             if marker.encode() in raw and state not in (b"Z", b"X"):
                 found.append(int(name))
     return found
+
+
+# --- H4, item 4: hidden by default -----------------------------------------------------------------
+
+
+def test_h4_the_env_file_database_and_root_only_secrets_are_hidden_even_read_only(
+    scene: Scene, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    worker_dir = scene.tmp / "worker-cwd"
+    worker_dir.mkdir()
+    (worker_dir / ".env").write_text("UA_VP_OPENAI_API_KEY=sk-dotenv-secret\n")
+    db_dir = scene.tmp / "db"
+    db_dir.mkdir()
+    (db_dir / "missions.db").write_text("every mission's objective and result\n")
+    monkeypatch.chdir(worker_dir)
+    box = scene.sandbox(
+        sandbox=backend, sandbox_protected="read-only", database_url=f"sqlite:///{db_dir / 'missions.db'}"
+    )
+    targets = [worker_dir / ".env", db_dir / "missions.db", Path("/etc/shadow")]
+    report, proc = scene.run(box, [["read", str(t)] for t in targets] + [["write", str(db_dir / "missions.db")]])
+    assert proc.exit_code == 0, proc.stderr_tail
+    assert [line["ok"] for line in report] == [False] * 4, report
+    assert (db_dir / "missions.db").read_text() == "every mission's objective and result\n"
+
+
+def test_h4_a_handoff_root_holding_the_database_is_a_config_error(scene: Scene) -> None:
+    from ua_vp.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"UA_VP_HANDOFF_ROOT .* contains the database"):
+        scene.sandbox(database_url=f"sqlite:///{scene.handoff / 'ua_vp.db'}")

@@ -99,8 +99,9 @@ def test_read_only_protection_lets_reads_through_but_no_writes(scene: Scene, bac
     ]
     before = snapshot(scene.tmp, [scene.workspace, scene.home])
     report, _ = scene.run(box, attempts)
-    assert [line["ok"] for line in report] == [True, True, False, False]
-    assert report[0]["result"] == "UA_VP_OPS_TOKEN=project-secret\n"
+    # Its .env stays hidden even so: .env files are hidden whatever UA_VP_SANDBOX_PROTECTED says.
+    assert [line["ok"] for line in report] == [False, True, False, False]
+    assert report[1]["result"] == "state secret\n"
     assert snapshot(scene.tmp, [scene.workspace, scene.home]) == before
 
 
