@@ -4,13 +4,19 @@ fake_agent.py lines N              N stdout lines, one stderr line, exit 0
 fake_agent.py fail CODE            a stderr line, exit CODE
 fake_agent.py flood                stdout without end
 fake_agent.py sleep PIDFILE        write own pid, sleep forever
-fake_agent.py family PIDFILE [stubborn]
-                                   start a grandchild (ignoring SIGTERM if stubborn),
+fake_agent.py family PIDFILE [stubborn] [setsid]
+                                   start a grandchild (ignoring SIGTERM if stubborn, in a
+                                   session of its own if setsid, as agent CLIs run shell commands),
                                    write "childpid grandchildpid", sleep forever
 fake_agent.py orphan PIDFILE       start a grandchild, write its pid, exit 0 at once
 fake_agent.py claude SCENARIO ARGV...   claude --print --output-format stream-json --verbose
-                                   SCENARIO: success | error | noresult | greedy
-fake_agent.py codex SCENARIO ARGV...    codex exec --json; SCENARIO: success | legacy | failed
+                                   --permission-mode MODE [...] -- PROMPT
+                                   SCENARIO: success | error | noresult | greedy | denied | retry
+fake_agent.py codex SCENARIO ARGV...    codex exec --json --skip-git-repo-check [...] -- PROMPT
+                                   SCENARIO: success | legacy | failed | item_error | backtrace | rollout
+
+The agent CLIs record their arguments and environment in ``run.json`` inside their config
+folder (``$CLAUDE_CONFIG_DIR``, ``$CODEX_HOME``), where the runtime tests look for them.
 """
 
 from __future__ import annotations
@@ -41,17 +47,17 @@ def sleep_forever() -> None:
         time.sleep(60)
 
 
-def start_grandchild(pidfile: str, stubborn: bool) -> int:
+def start_grandchild(pidfile: str, stubborn: bool, *, own_session: bool = False) -> int:
     gpidfile = f"{pidfile}.grandchild"
     args = [sys.executable, __file__, "grandchild", gpidfile, *(["stubborn"] if stubborn else [])]
-    child = subprocess.Popen(args)
+    child = subprocess.Popen(args, start_new_session=own_session)
     while not Path(gpidfile).exists():
         time.sleep(0.01)
     return child.pid
 
 
-def family(pidfile: str, stubborn: bool) -> None:
-    grandchild = start_grandchild(pidfile, stubborn)
+def family(pidfile: str, stubborn: bool, own_session: bool = False) -> None:
+    grandchild = start_grandchild(pidfile, stubborn, own_session=own_session)
     write_atomically(pidfile, f"{os.getpid()} {grandchild}")
     sleep_forever()
 
@@ -71,13 +77,36 @@ def assistant(message_id: str, content: list[dict[str, Any]], usage: dict[str, i
     return {"type": "assistant", "message": {"id": message_id, "content": content, "usage": usage}}
 
 
+def prompt_after_dashes(name: str, argv: list[str], expected: list[str], config_var: str) -> str | None:
+    """The prompt (the one argument after ``--``); records the call in ``$<config_var>/run.json``."""
+    if argv[: len(expected)] != expected or "--" not in argv or argv.index("--") != len(argv) - 2:
+        print(f"fake {name}: unexpected arguments {argv}", file=sys.stderr)
+        return None
+    config = os.environ.get(config_var)
+    if config:
+        record = {"argv": argv, "env": dict(os.environ), "files": sorted(os.listdir(config))}
+        Path(config, "run.json").write_text(json.dumps(record))
+    return argv[-1]
+
+
 def claude(scenario: str, argv: list[str]) -> int:
-    expected = ["--print", "--output-format", "stream-json", "--verbose"]
-    if argv[:4] != expected or len(argv) != 5:
-        print(f"fake claude: unexpected arguments {argv}", file=sys.stderr)
+    expected = ["--print", "--output-format", "stream-json", "--verbose", "--permission-mode"]
+    prompt = prompt_after_dashes("claude", argv, expected, "CLAUDE_CONFIG_DIR")
+    if prompt is None:
         return 2
-    prompt = argv[4]
     say({"type": "system", "subtype": "init", "session_id": "s-1", "model": "fake-claude", "cwd": os.getcwd()})
+    if scenario == "retry":
+        say(
+            {
+                "type": "system",
+                "subtype": "api_retry",
+                "attempt": 1,
+                "max_retries": 10,
+                "retry_delay_ms": 500,
+                "error_status": 529,
+                "error": "overloaded_error",
+            }
+        )
     if scenario == "greedy":
         say(assistant("m1", [text("thinking hard")], {"input_tokens": 4000, "output_tokens": 1000}))
         sleep_forever()
@@ -96,6 +125,7 @@ def claude(scenario: str, argv: list[str]) -> int:
     say(assistant("m2", [text("Done.")], usage))
     if scenario == "noresult":
         return 0
+    denied = [{"tool_name": "Bash", "tool_use_id": "t2", "tool_input": {"command": "rm -rf build"}}]
     say(
         {
             "type": "result",
@@ -106,16 +136,46 @@ def claude(scenario: str, argv: list[str]) -> int:
             "session_id": "s-1",
             "result": "Wrote NOTES.md with the objective.",
             "total_cost_usd": 0.0012,
-            "usage": {"input_tokens": 20, "cache_read_input_tokens": 200, "output_tokens": 25},
+            # As the real CLI does: per-service breakdowns besides the counts.
+            "usage": {
+                "input_tokens": 20,
+                "cache_read_input_tokens": 200,
+                "output_tokens": 25,
+                "server_tool_use": {"web_search_requests": 0},
+                "service_tier": "standard",
+            },
+            "permission_denials": denied if scenario == "denied" else [],
         }
     )
     return 0
 
 
 def codex(scenario: str, argv: list[str]) -> int:
-    if argv[:3] != ["exec", "--json", "--skip-git-repo-check"] or len(argv) != 4:
-        print(f"fake codex: unexpected arguments {argv}", file=sys.stderr)
+    if prompt_after_dashes("codex", argv, ["exec", "--json", "--skip-git-repo-check"], "CODEX_HOME") is None:
         return 2
+    if scenario == "backtrace":
+        # What codex prints with RUST_BACKTRACE set: the error, then far more frames than any tail keeps.
+        print(
+            "Error: failed to initialize in-process app-server client: Read-only file system (os error 30)",
+            file=sys.stderr,
+        )
+        print("\nStack backtrace:", file=sys.stderr)
+        for i in range(40):
+            print(f"  {i}: <unknown>", file=sys.stderr)
+        return 1
+    if scenario == "rollout":
+        # Usage only in the session log, after each model response; stdout stays quiet meanwhile.
+        day = Path(os.environ["CODEX_HOME"], "sessions", "2026", "12", "01")
+        day.mkdir(parents=True)
+        log = day / "rollout-2026-12-01T00-00-00-th-1.jsonl"
+        say({"type": "thread.started", "thread_id": "th-1"})
+        for n in range(1, 100):
+            usage = {"input_tokens": 1000 * n, "output_tokens": 10 * n, "total_tokens": 1010 * n}
+            record = {"type": "event_msg", "payload": {"type": "token_count", "info": {"total_token_usage": usage}}}
+            with log.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+            time.sleep(0.2)
+        return 0
     if scenario == "legacy":
         say({"id": "0", "msg": {"type": "agent_message", "message": "Legacy done."}})
         say({"id": "0", "msg": {"type": "token_count", "info": {"total_token_usage": {"total_tokens": 12}}}})
@@ -126,6 +186,9 @@ def codex(scenario: str, argv: list[str]) -> int:
     if scenario == "failed":
         say({"type": "turn.failed", "error": {"message": "model overloaded"}})
         return 1
+    if scenario == "item_error":
+        say({"type": "item.completed", "item": {"id": "i0", "type": "error", "message": "Model metadata not found"}})
+        return 0
     say({"type": "item.completed", "item": {"id": "i0", "type": "reasoning", "text": "look around"}})
     say(
         {
@@ -157,7 +220,7 @@ def main(argv: list[str]) -> int:
         write_atomically(args[0], str(os.getpid()))
         sleep_forever()
     if mode == "family":
-        family(args[0], stubborn="stubborn" in args[1:])
+        family(args[0], stubborn="stubborn" in args[1:], own_session="setsid" in args[1:])
     if mode == "orphan":
         write_atomically(args[0], str(start_grandchild(args[0], stubborn=False)))
         return 0

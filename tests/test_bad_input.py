@@ -36,6 +36,8 @@ def make(**kw: object) -> MissionSpec:
         ({"objective": "nul \x00 inside"}, "objective"),
         ({"budget": {"max_seconds": 10**400}}, "budget"),
         ({"budget": {"max_tokens": float("inf")}}, "budget"),
+        ({"budget": {"max_tokens": 0.5}}, "budget"),  # was sent to the model as max_tokens: 0
+        ({"budget": {"max_output_bytes": 1000.5}}, "budget"),
         ({"constraints": {"weight": float("nan")}}, "constraints"),
         ({"constraints": {"notes": ["fine", "lone \ud800 surrogate"]}}, "constraints"),
     ],

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -24,6 +25,12 @@ from ua_vp.errors import ConfigError
 ENV_PREFIX = "UA_VP_"
 CommaList = Annotated[list[str], NoDecode]
 PathList = Annotated[list[Path], NoDecode]
+ArgList = Annotated[list[str], NoDecode]
+# Arguments the agent runtimes set themselves; passing them again would break the output they parse.
+_RESERVED_ARGS = {
+    "claude_args": ("-p", "--print", "--output-format", "--permission-mode", "--dangerously-skip-permissions", "--"),
+    "codex_args": ("--json", "--", "--sandbox", "-s", "--dangerously-bypass-approvals-and-sandbox"),
+}
 
 
 def _default_state_dir() -> Path:
@@ -110,10 +117,25 @@ class Settings(BaseSettings):
     command: str | None = None
     """Command template for the ``command`` runtime, e.g. ``my-agent --task {objective_file}``."""
     claude_bin: str = "claude"
+    claude_permission_mode: Literal["acceptEdits", "auto", "bypassPermissions", "default", "dontAsk", "plan"] | None = (
+        None
+    )
+    """Claude Code's ``--permission-mode``. Unset: ``bypassPermissions`` inside a sandbox (the sandbox is
+    the boundary: the agent edits and runs commands in its workspace), ``acceptEdits`` without one."""
+    claude_args: ArgList = Field(default_factory=list)
+    """Extra ``claude`` arguments, shell-quoted (``--model sonnet --allowedTools "Bash(git *)" Edit``)."""
     codex_bin: str = "codex"
+    codex_args: ArgList = Field(default_factory=list)
+    """Extra ``codex exec`` arguments, shell-quoted (``--model o4-mini -c model_reasoning_effort=low``)."""
+    agent_home_template: Path | None = None
+    """A folder copied into every mission's home instead of the worker user's own agent files
+    (``~/.claude/settings.json``, ``~/.claude/.credentials.json``, ``~/.codex/config.toml``, ``~/.codex/auth.json``)."""
     openai_base_url: str = "https://api.openai.com/v1"
     openai_api_key: SecretStr | None = None
     openai_model: str = "gpt-4o-mini"
+    openai_token_limit_field: Literal["max_completion_tokens", "max_tokens", "none"] = "max_completion_tokens"
+    """The request field that carries ``budget.max_tokens``: ``max_completion_tokens`` (OpenAI's current
+    name, which its newer models require), ``max_tokens`` (older compatible servers), ``none`` (not sent)."""
 
     # --- ops API --------------------------------------------------------------
     host: str = "127.0.0.1"
@@ -133,6 +155,20 @@ class Settings(BaseSettings):
     def _split_ids(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("claude_args", "codex_args", mode="before")
+    @classmethod
+    def _split_args(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, str):
+            try:
+                value = shlex.split(value)
+            except ValueError as exc:
+                raise ValueError(f"cannot be split like a shell command line: {exc}") from None
+        reserved = _RESERVED_ARGS[str(info.field_name)]
+        for arg in value if isinstance(value, list) else []:
+            if isinstance(arg, str) and arg.split("=", 1)[0] in reserved:
+                raise ValueError(f"{arg!r} is set by ua-vp itself; these may not be given: {', '.join(reserved)}")
         return value
 
     @field_validator("agent_env", mode="before")
@@ -189,6 +225,8 @@ class Settings(BaseSettings):
         self.state_dir = self.state_dir.expanduser()
         if self.handoff_root is not None:
             self.handoff_root = self.handoff_root.expanduser()
+        if self.agent_home_template is not None:
+            self.agent_home_template = self.agent_home_template.expanduser()
         return self
 
     @model_validator(mode="after")

@@ -103,3 +103,11 @@ class RuntimeFailed(UaVpError):
 
     code = "runtime_failed"
     http_status = 500
+
+
+class PermissionDenied(UaVpError):
+    """The agent asked to do something (edit a file, run a command) and its own permission
+    rules refused it, so the mission's work is at best partly done."""
+
+    code = "permission_denied"
+    http_status = 500

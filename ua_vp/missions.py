@@ -67,6 +67,8 @@ REPLY_MODES = frozenset({"async", "sync", "none"})
 # (a 400-digit max_seconds once overflowed float() inside the worker).
 BUDGET_LIMITS = {"max_seconds": 30 * 86_400, "max_tokens": 10**9, "max_output_bytes": 10**12}
 BUDGET_KEYS = frozenset(BUDGET_LIMITS)
+WHOLE_BUDGETS = frozenset({"max_tokens", "max_output_bytes"})
+"""Budgets counted in whole units; ``max_seconds`` may be fractional."""
 LANES = frozenset({"in_process", "external"})
 
 MAX_OBJECTIVE_CHARS = 20_000
@@ -140,6 +142,11 @@ def _validate_budget(budget: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= limit:
             raise InvalidRequest(
                 f"budget.{key} must be a number above 0 and at most {limit}, got {value!r}", field="budget"
+            )
+        if key in WHOLE_BUDGETS and value != int(value):
+            # 0.5 tokens once became "max_tokens: 0" in a model request.
+            raise InvalidRequest(
+                f"budget.{key} must be a whole number from 1 to {limit}, got {value!r}", field="budget"
             )
     return budget
 

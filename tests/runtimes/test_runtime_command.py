@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import time
 
 import pytest
@@ -104,6 +105,29 @@ def test_cancel_kills_the_child_and_its_grandchild(harness: Harness) -> None:
     with pytest.raises(ProcessLookupError):
         os.kill(child, 0)  # reaped, not just dead
     assert pid_gone(grandchild, timeout=1.0)
+
+
+def test_cancel_also_kills_a_grandchild_in_a_session_of_its_own(harness: Harness) -> None:
+    # codex runs shell commands on a terminal, in sessions of their own: killpg alone misses them
+    # (seen with the real codex under Landlock, where no PID namespace catches them either).
+    pidfile = harness.tmp / "pids"
+    mission = make_mission()
+    ctx = harness.ctx(mission)
+
+    async def scenario() -> list[int]:
+        argv = [*AGENT_ARGV, "family", str(pidfile), "setsid"]
+        task = asyncio.create_task(run_process(argv, ctx, on_stdout=lambda line: None, term_grace=0.3))
+        pids = [int(p) for p in (await wait_for_file(pidfile)).split()]
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return pids
+
+    child, grandchild = asyncio.run(scenario())
+    gone = pid_gone(grandchild, timeout=1.0)
+    if not gone:
+        os.kill(grandchild, signal.SIGKILL)  # do not leave it behind when this fails
+    assert pid_gone(child, timeout=0) and gone
 
 
 def test_a_grandchild_ignoring_sigterm_gets_sigkill_after_the_grace(harness: Harness) -> None:

@@ -36,7 +36,8 @@ def test_answer_is_written_and_usage_reported(harness: Harness, fake_openai: Fak
     assert request["authorization"] == "Bearer sk-test"
     body = request["body"]
     assert body["model"] == "fake-4"
-    assert body["max_tokens"] == 500
+    assert body["max_completion_tokens"] == 500  # what newer models require; max_tokens is refused by them
+    assert "max_tokens" not in body
     system, user = body["messages"]
     assert system["role"] == "system" and "TESTER (vp.test.primary)" in system["content"]
     assert user["role"] == "user" and user["content"].startswith("Explain leases.")
@@ -77,3 +78,41 @@ def test_missing_key_names_the_variable(harness: Harness) -> None:
 def test_the_key_stays_out_of_reprs(harness: Harness) -> None:
     executor = openai.create(harness.profile("openai"), harness.settings(openai_api_key="sk-very-secret"))
     assert "sk-very-secret" not in repr(executor)
+
+
+@pytest.mark.parametrize(("field", "sent"), [("max_tokens", {"max_tokens": 64}), ("none", {})])
+def test_the_token_limit_field_is_configurable(
+    harness: Harness, fake_openai: FakeServer, field: str, sent: dict[str, int]
+) -> None:
+    with fake_openai() as server:
+        settings = harness.settings(openai_base_url=server.base_url, openai_api_key="k", openai_token_limit_field=field)
+        harness.run(openai.create(harness.profile("openai"), settings), make_mission(budget={"max_tokens": 64}))
+        (request,) = server.requests()
+    limits = {k: v for k, v in request["body"].items() if k in ("max_tokens", "max_completion_tokens")}
+    assert limits == sent
+
+
+@pytest.mark.parametrize(
+    ("base_url", "message"),
+    [
+        ("localhost:4000/v1", "needs http:// or https:// and a host"),
+        ("ftp://example.com/v1", "needs http:// or https:// and a host"),
+        ("http://127.0.0.1:4000", "has no API version in its path (such as /v1)"),
+        ("https://proxy.example.com/openai", "use e.g. https://proxy.example.com/openai/v1"),
+        ("http://user:hunter2-secret@proxy.example.com/v1", "holds credentials"),
+    ],
+)
+def test_a_bad_base_url_fails_at_start_naming_the_variable(harness: Harness, base_url: str, message: str) -> None:
+    settings = harness.settings(openai_base_url=base_url, openai_api_key="k")
+    with pytest.raises(ConfigError, match="UA_VP_OPENAI_BASE_URL") as info:
+        openai.create(harness.profile("openai"), settings)
+    assert message in info.value.message
+    assert "hunter2-secret" not in info.value.message
+
+
+@pytest.mark.parametrize(
+    "base_url", ["https://api.openai.com/v1", "http://10.0.0.5:4000/v1/", "https://x.example/v1beta/openai"]
+)
+def test_usual_base_urls_are_accepted(harness: Harness, base_url: str) -> None:
+    settings = harness.settings(openai_base_url=base_url, openai_api_key="k")
+    assert openai.create(harness.profile("openai"), settings).base_url == base_url

@@ -1,21 +1,27 @@
-"""What ``claude-cli`` and ``codex-cli`` share: run an agent CLI that prints one
-JSON object per line, turn each line into one progress event, and build the
-:class:`Result` from the stream once the process has ended."""
+"""What ``claude-cli`` and ``codex-cli`` share: seed the CLI's folder in the mission's
+home (:mod:`ua_vp.agent_home`), run the CLI that prints one JSON object per line,
+turn each line into one progress event, scrub the credentials from the home, and
+build the :class:`Result` from the stream once the process has ended."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ua_vp import agent_home
 from ua_vp.errors import ConfigError, RuntimeFailed
 from ua_vp.profiles import Result
 from ua_vp.runtimes.common import agent_prompt, check_token_budget, collect_artifacts, tokens_used
-from ua_vp.runtimes.process import clip, run_process
+from ua_vp.runtimes.process import clip, mission_home, run_process
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from ua_vp.agent_home import AgentFiles
     from ua_vp.missions import Mission
     from ua_vp.profiles import MissionContext, Profile
     from ua_vp.runtimes.process import ProcessResult
@@ -85,24 +91,63 @@ class JsonStream:
         )
 
 
+def sandboxed(ctx: MissionContext) -> bool:
+    """Whether the mission's processes run inside an OS sandbox (not backend ``none``)."""
+    return ctx.sandbox is not None and ctx.sandbox.sandboxed
+
+
 @dataclass(frozen=True)
 class AgentCliExecutor:
     profile: Profile
-    argv: Callable[[str], list[str]]
-    """Builds the command line from the prompt."""
+    argv: Callable[[str, MissionContext], list[str]]
+    """Builds the command line from the prompt (which it puts after ``--``) and the context."""
     stream: Callable[[MissionContext], JsonStream]
     setting: str
     """The variable naming the program, for error messages."""
+    files: AgentFiles
+    """Where the CLI keeps its configuration and credentials in a home."""
+    pass_env: Sequence[str] = ()
+    """The worker's variables the CLI needs (its API key and endpoint); nothing else reaches it."""
+    env: Callable[[MissionContext, agent_home.SeededHome], dict[str, str]] | None = None
+    """Variables set for this run beyond the CLI's config-dir variable."""
+    template: Path | None = None
+    """``UA_VP_AGENT_HOME_TEMPLATE``."""
+    watch: (
+        Callable[[MissionContext, agent_home.SeededHome, JsonStream], Callable[[], Awaitable[None]] | None] | None
+    ) = None
+    """Something to follow while the CLI runs (codex's session log for usage); what it raises stops the run."""
 
     async def execute(self, mission: Mission, ctx: MissionContext) -> Result:
         stream = self.stream(ctx)
-        proc = await run_process(
-            self.argv(agent_prompt(mission, self.profile)),
-            ctx,
-            on_stdout=stream.on_line,
-            check=False,
-            setting=self.setting,
+        home = await asyncio.to_thread(agent_home.seed, mission_home(ctx), self.files, template=self.template)
+        follow = self.watch(ctx, home, stream) if self.watch else None
+        run = asyncio.ensure_future(
+            run_process(
+                self.argv(agent_prompt(mission, self.profile), ctx),
+                ctx,
+                on_stdout=stream.on_line,
+                env={**home.env, **(self.env(ctx, home) if self.env else {})},
+                pass_env=self.pass_env,
+                check=False,
+                setting=self.setting,
+            )
         )
+        watcher = asyncio.ensure_future(follow()) if follow else None
+        try:
+            if watcher is not None:
+                await asyncio.wait({run, watcher}, return_when=asyncio.FIRST_COMPLETED)
+                if watcher.done() and not run.done():
+                    run.cancel()  # stops the process group, then surfaces what the watcher raised
+                    await asyncio.gather(run, return_exceptions=True)
+                    watcher.result()
+            proc = await run
+        finally:
+            for task in (run, watcher):
+                if task is not None and not task.done():
+                    task.cancel()
+            await asyncio.gather(*(t for t in (run, watcher) if t is not None), return_exceptions=True)
+            # Synchronous on purpose: a few unlinks, and they must happen even on a second cancel.
+            agent_home.scrub(home)
         return stream.finish(proc, await collect_artifacts(ctx.workspace))
 
 

@@ -8,6 +8,7 @@ system message and the mission as the user message. The answer is written to
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,7 @@ from tenacity import (
 
 from ua_vp.errors import ConfigError, RuntimeFailed
 from ua_vp.profiles import Result
+from ua_vp.redact import redact_url
 from ua_vp.runtimes.common import check_token_budget, mission_prompt, object_at, system_prompt, tokens_used
 from ua_vp.runtimes.process import clip
 
@@ -35,6 +37,8 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 RESPONSE_FILE = "RESPONSE.md"
+# "/v1", "/v1beta/openai", "/openai/v1": the version segment every OpenAI-compatible base URL has.
+_VERSION_SEGMENT = re.compile(r"/v\d+[a-z0-9]*(?:/|$)")
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 SUMMARY_CHARS = 4000
 # Completions can take minutes; budget.max_seconds is the worker's to enforce by cancelling.
@@ -87,7 +91,9 @@ async def _post(client: httpx.AsyncClient, url: str, body: dict[str, Any]) -> ht
     return response
 
 
-def request_body(mission: Mission, profile: Profile, model: str) -> dict[str, Any]:
+def request_body(
+    mission: Mission, profile: Profile, model: str, limit_field: str = "max_completion_tokens"
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "model": model,
         "messages": [
@@ -95,10 +101,45 @@ def request_body(mission: Mission, profile: Profile, model: str) -> dict[str, An
             {"role": "user", "content": mission_prompt(mission)},
         ],
     }
-    if (max_tokens := mission.budget.get("max_tokens")) is not None:
+    if (max_tokens := mission.budget.get("max_tokens")) is not None and limit_field != "none":
         # Caps the answer; the prompt counts too, which the usage check afterwards covers.
-        body["max_tokens"] = int(max_tokens)
+        body[limit_field] = int(max_tokens)
     return body
+
+
+def check_base_url(url: str, setting: str = "UA_VP_OPENAI_BASE_URL") -> str:
+    """``url`` when it can be an OpenAI-compatible endpoint; :class:`ConfigError` at start-up otherwise.
+
+    Credentials in it (``http://user:pw@host/v1``) are refused: httpx would send them as Basic
+    auth in place of the Bearer key, and every event and log line naming the URL would show them."""
+    try:
+        parsed = httpx.URL(url.strip())
+    except httpx.InvalidURL as exc:
+        raise ConfigError(
+            f"{setting}={redact_url(url.strip())!r} is not a URL ({exc}); use e.g. https://api.openai.com/v1",
+            setting=setting,
+        ) from None
+    # Rebuilt from its parts, so no user:password@ is ever part of a message.
+    shown = f"{parsed.scheme}://{parsed.host}{f':{parsed.port}' if parsed.port else ''}{parsed.path}"
+    if parsed.userinfo:
+        raise ConfigError(
+            f"{setting} holds credentials (user:password@ before the host of {shown}); remove them and put "
+            "the key in UA_VP_OPENAI_API_KEY, which is sent as a Bearer token and never shown",
+            setting=setting,
+        )
+    if "://" not in url or parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ConfigError(
+            f"{setting}={redact_url(url.strip())!r} needs http:// or https:// and a host, "
+            "e.g. https://api.openai.com/v1",
+            setting=setting,
+        )
+    if not _VERSION_SEGMENT.search(parsed.path):
+        raise ConfigError(
+            f"{setting}={shown} has no API version in its path (such as /v1): the runtime posts to "
+            f"<base URL>/chat/completions, so use e.g. {shown.rstrip('/')}/v1",
+            setting=setting,
+        )
+    return url.strip()
 
 
 @dataclass(frozen=True)
@@ -107,6 +148,8 @@ class OpenAIExecutor:
     base_url: str
     api_key: str = field(repr=False)
     model: str
+    limit_field: str = "max_completion_tokens"
+    """``UA_VP_OPENAI_TOKEN_LIMIT_FIELD``."""
 
     async def execute(self, mission: Mission, ctx: MissionContext) -> Result:
         url = f"{self.base_url.rstrip('/')}/chat/completions"
@@ -114,7 +157,7 @@ class OpenAIExecutor:
         headers = {"Authorization": f"Bearer {self.api_key}"}
         async with httpx.AsyncClient(timeout=_TIMEOUT, headers=headers) as client:
             try:
-                response = await _post(client, url, request_body(mission, self.profile, self.model))
+                response = await _post(client, url, request_body(mission, self.profile, self.model, self.limit_field))
             except _RetryableStatus as exc:
                 response = exc.response  # retries spent: report it like any other HTTP error
             except httpx.HTTPError as exc:
@@ -172,4 +215,10 @@ def create(profile: Profile, settings: Settings) -> OpenAIExecutor:
             "(any non-empty value for a local server that checks none)",
             setting="UA_VP_OPENAI_API_KEY",
         )
-    return OpenAIExecutor(profile, base_url=settings.openai_base_url, api_key=key, model=settings.openai_model)
+    return OpenAIExecutor(
+        profile,
+        base_url=check_base_url(settings.openai_base_url),
+        api_key=key,
+        model=settings.openai_model,
+        limit_field=settings.openai_token_limit_field,
+    )

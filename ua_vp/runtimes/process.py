@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import shutil
 import signal
 import time
@@ -51,6 +52,13 @@ _CHUNK = 64 * 1024
 # this size; past it the pieces go separately, so a child that never writes a
 # newline cannot grow our memory without bound.
 _MAX_LINE_BYTES = 8 * 1024 * 1024
+# "Error: …", "error: …", "fatal: …", a Rust panic: a line saying what went wrong.
+_ERROR_LINE = re.compile(r"\s*(error|fatal|panic)\b|\s*thread '.*' panicked", re.IGNORECASE)
+# Backtrace frames ("  7: <unknown>", "      at src/main.rs:4"), their headings and hints.
+_NOISE_LINE = re.compile(
+    r"\s*(\d+: |at \S|stack backtrace:|backtrace:|note: run with `?RUST_BACKTRACE|note: Some details are omitted)",
+    re.IGNORECASE,
+)
 FALLBACK_HOME = ".home"
 """``HOME`` inside the workspace for a context without its own home (an executor run outside a worker)."""
 _POLL_SECONDS = 0.02
@@ -69,23 +77,42 @@ class ProcessResult:
     """Negative when a signal ended it (``-9`` for SIGKILL), as :mod:`asyncio` reports it."""
     stdout_tail: list[str]
     stderr_tail: list[str]
+    stderr_errors: list[str]
+    """The last stderr lines that state an error (see :func:`is_error_line`), however long ago."""
     output_bytes: int
     seconds: float
 
     def raise_for_exit(self) -> None:
-        """Raise :class:`RuntimeFailed` naming the exit code and the end of stderr, unless it exited 0."""
+        """Raise :class:`RuntimeFailed` naming the exit code and what stderr said, unless it exited 0."""
         if self.exit_code == 0:
             return
         if self.exit_code < 0:
             how = f"was killed by {signal.Signals(-self.exit_code).name}"
         else:
             how = f"exited with code {self.exit_code}"
-        tail = "\n".join(self.stderr_tail[-5:]).strip()
+        said = stderr_summary(self.stderr_errors, self.stderr_tail)
         raise RuntimeFailed(
-            f"{self.program} {how}" + (f"; last stderr: {tail}" if tail else "; it wrote nothing to stderr"),
+            f"{self.program} {how}" + (f"; last stderr: {said}" if said else "; it wrote nothing to stderr"),
             exit_code=self.exit_code,
             stderr_tail=self.stderr_tail,
         )
+
+
+def is_error_line(line: str) -> bool:
+    """Whether a stderr line states an error (``Error: …``, ``error: …``, a panic), as opposed to detail."""
+    return _ERROR_LINE.match(line) is not None
+
+
+def stderr_summary(errors: Sequence[str], tail: Sequence[str], *, lines: int = 5) -> str:
+    """What a failure message quotes from stderr: its error lines, then its last lines that are not
+    backtrace frames, without repeats. A backtrace (``RUST_BACKTRACE``) is dozens of frames that
+    would otherwise push the one line that says what went wrong out of the message."""
+    shown: list[str] = []
+    context = [t.strip() for t in tail if t.strip() and not _NOISE_LINE.match(t)]
+    for line in [*[e.strip() for e in errors[-3:]], *context[-lines:]]:
+        if line and line not in shown:
+            shown.append(line)
+    return "\n".join(shown)
 
 
 def clip(text: str, limit: int = EVENT_TEXT_CHARS) -> str:
@@ -165,11 +192,14 @@ async def _supervise(
     meter = _OutputMeter(ctx.budget.get("max_output_bytes"), program)
     stdout_tail: deque[str] = deque(maxlen=TAIL_LINES)
     stderr_tail: deque[str] = deque(maxlen=TAIL_LINES)
+    stderr_errors: deque[str] = deque(maxlen=TAIL_LINES)
     assert proc.stdout is not None and proc.stderr is not None
     waiter = asyncio.ensure_future(_until_exit(proc))
     pumps = [
         asyncio.ensure_future(_pump(proc.stdout, meter, stdout_tail, on_stdout)),
-        asyncio.ensure_future(_pump(proc.stderr, meter, stderr_tail, on_stderr or output_events(ctx, "stderr"))),
+        asyncio.ensure_future(
+            _pump(proc.stderr, meter, stderr_tail, on_stderr or output_events(ctx, "stderr"), errors=stderr_errors)
+        ),
     ]
     try:
         if network is not None:
@@ -206,6 +236,7 @@ async def _supervise(
         exit_code=proc.returncode if proc.returncode is not None else -1,
         stdout_tail=list(stdout_tail),
         stderr_tail=list(stderr_tail),
+        stderr_errors=list(stderr_errors),
         output_bytes=meter.total,
         seconds=round(time.monotonic() - started, 3),
     )
@@ -342,16 +373,28 @@ def _decode(raw: bytes | bytearray) -> str:
     return raw.decode("utf-8", errors="replace").removesuffix("\r")
 
 
-async def _pump(stream: asyncio.StreamReader, meter: _OutputMeter, tail: deque[str], on_line: LineHandler) -> None:
+async def _pump(
+    stream: asyncio.StreamReader,
+    meter: _OutputMeter,
+    tail: deque[str],
+    on_line: LineHandler,
+    *,
+    errors: deque[str] | None = None,
+) -> None:
     lines = _Lines()
+
+    def take(line: str) -> None:
+        tail.append(clip(line, 500))
+        if errors is not None and is_error_line(line):
+            errors.append(clip(line, 500))
+        on_line(line)
+
     while chunk := await stream.read(_CHUNK):
         meter.add(len(chunk))
         for line in lines.feed(chunk):
-            tail.append(clip(line, 500))
-            on_line(line)
+            take(line)
     for line in lines.flush():
-        tail.append(clip(line, 500))
-        on_line(line)
+        take(line)
 
 
 async def _close_pipes(proc: asyncio.subprocess.Process) -> None:
@@ -366,10 +409,16 @@ async def _close_pipes(proc: asyncio.subprocess.Process) -> None:
 async def _stop_group(proc: asyncio.subprocess.Process, pgid: int, grace: float) -> bool:
     """SIGTERM the group, allow ``grace`` seconds, SIGKILL whatever is left, reap the leader.
 
+    Descendants that left the group (an agent CLI runs its shell commands in sessions of
+    their own, on a terminal) get the same signals, as long as the leader still lives to
+    show whose they are; under bwrap the PID namespace takes any others down as well.
     Returns whether any member was still running."""
+    strays = _strays(proc.pid, pgid) if proc.returncode is None else set()
     if not _group_alive(pgid) or not _signal_group(pgid, signal.SIGTERM):
+        _signal_each(strays, signal.SIGKILL)
         await _until_exit(proc)
         return False
+    _signal_each(strays, signal.SIGTERM)
     deadline = time.monotonic() + grace
     try:
         with contextlib.suppress(TimeoutError):
@@ -380,8 +429,49 @@ async def _stop_group(proc: asyncio.subprocess.Process, pgid: int, grace: float)
     finally:
         # Also on a second cancellation during the grace: the group must not outlive us.
         _signal_group(pgid, signal.SIGKILL)
+        _signal_each(strays, signal.SIGKILL)
     await _until_exit(proc)
     return True
+
+
+def _strays(leader: int, pgid: int) -> set[int]:
+    """Live descendants of ``leader`` outside process group ``pgid``."""
+    parents: dict[int, tuple[int, int]] = {}
+    for pid, fields in _proc_stats():
+        if len(fields) > 3 and fields[0] not in (b"Z", b"X"):
+            parents[pid] = (int(fields[1]), int(fields[2]))
+    found: set[int] = set()
+    frontier = {leader}
+    while frontier:
+        frontier = {pid for pid, (parent, _) in parents.items() if parent in frontier and pid not in found}
+        found |= frontier
+    return {pid for pid in found if parents[pid][1] != pgid}
+
+
+def _signal_each(pids: set[int], sig: signal.Signals) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+
+
+def _proc_stats() -> list[tuple[int, list[bytes]]]:
+    """``(pid, fields after the command name)`` of every process in /proc."""
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    stats = []
+    for name in entries:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # The command name may itself contain spaces and ")".
+        stats.append((int(name), stat[stat.rfind(b")") + 2 :].split()))
+    return stats
 
 
 async def _until_exit(proc: asyncio.subprocess.Process) -> int:
@@ -412,20 +502,4 @@ def _group_alive(pgid: int) -> bool:
         return True
     # kill(2) also finds zombies, and in a container without an init process
     # nobody reaps orphaned ones; waiting out the grace for them would be wasted.
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return True
-    for name in entries:
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        # Fields after the command name, which may itself contain spaces and ")".
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        if len(fields) > 2 and fields[0] not in (b"Z", b"X") and int(fields[2]) == pgid:
-            return True
-    return False
+    return any(len(f) > 2 and f[0] not in (b"Z", b"X") and int(f[2]) == pgid for _, f in _proc_stats())
