@@ -27,6 +27,7 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import psycopg
@@ -137,6 +138,7 @@ def first_load(url: str) -> dict[str, Any] | None:
     driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
     out: dict[str, Any] = {}
     try:
+        driver.get("about:blank")
         for label in ("first", "cached"):
             driver.get_log("performance")
             began = time.perf_counter()
@@ -149,12 +151,20 @@ def first_load(url: str) -> dict[str, Any] | None:
             shown = time.perf_counter() - began
             time.sleep(0.5)
             requests, wire, origins = 0, 0, set()
+            ours: set[str] = set()
+            host = urlsplit(url).netloc
             for entry in driver.get_log("performance"):
                 message = json.loads(entry["message"])["message"]
+                # Only the page's own traffic: chromium's internal pages (its new-tab page)
+                # log theirs here too, under chrome:// and data: URLs.
                 if message["method"] == "Network.requestWillBeSent":
-                    requests += 1
-                    origins.add(message["params"]["request"]["url"].split("/")[2])
-                elif message["method"] == "Network.loadingFinished":
+                    target = urlsplit(message["params"]["request"]["url"])
+                    if target.scheme in ("http", "https"):
+                        origins.add(target.netloc)
+                    if target.netloc == host:
+                        requests += 1
+                        ours.add(message["params"]["requestId"])
+                elif message["method"] == "Network.loadingFinished" and message["params"]["requestId"] in ours:
                     wire += int(message["params"]["encodedDataLength"])
             out[label] = {"requests": requests, "bytes": wire, "rows_shown_ms": 1000 * shown, "hosts": sorted(origins)}
             # The list polls every 2 s: stop counting before the next poll of the cached load.
@@ -183,6 +193,7 @@ def main() -> None:
         db.upgrade(engine)
         engine.dispose()
         seeded = seed(url, args.missions)
+        print(f"# seeded {args.missions} missions in {seeded:.1f} s", file=sys.stderr, flush=True)
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("UA_VP_")}
         env.update(
@@ -231,7 +242,10 @@ def main() -> None:
                 "dashboard metrics page: timeline": "/api/v1/ops/metrics/timeline",
                 "/metrics (Prometheus scrape)": "/metrics",
             }
-            figures = {label: timed(http, path, args.requests) for label, path in variants.items()}
+            figures = {}
+            for label, path in variants.items():
+                figures[label] = timed(http, path, args.requests)
+                print(f"# {label}: p50 {figures[label]['p50_ms']:.2f} ms", file=sys.stderr, flush=True)
         base_p50 = figures["baseline: JSON list route (limit=50)"]["p50_ms"]
         base_p99 = figures["baseline: JSON list route (limit=50)"]["p99_ms"]
         load = first_load(base)

@@ -86,8 +86,8 @@ def test_defaults_are_the_originals(monkeypatch: pytest.MonkeyPatch, tmp_path: o
     monkeypatch.chdir(tmp_path)  # type: ignore[arg-type]
     s = load_settings()
     assert (s.poll_interval_seconds, s.lease_ttl_seconds) == (5.0, 120.0)
-    assert s.external_dispatch_enabled is False and s.hard_block_ua_repo is True
-    assert s.enabled_ids == ["vp.coder.primary", "vp.general.primary"]
+    assert s.external_dispatch_enabled is False
+    assert s.enabled_ids is None, "unset: every installed profile is enabled"
     assert s.sqlalchemy_url.startswith("sqlite:///") and s.is_embedded
 
 
@@ -114,4 +114,4 @@ def test_empty_values_mean_unset_as_in_a_copied_env_sample(monkeypatch: pytest.M
     Path(".env").write_text((Path(__file__).resolve().parent.parent / ".env.sample").read_text())
     s = load_settings()
     assert s.ops_token is None, "an empty UA_VP_OPS_TOKEN must not become an empty token"
-    assert s.handoff_root is None and s.coder_workspace_root is None and s.database_url is None
+    assert s.handoff_root is None and s.enabled_ids is None and s.database_url is None

@@ -7,9 +7,11 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
+from types import ModuleType
+from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from ua_vp import Profile, hookimpl
 from ua_vp.config import Settings, load_settings
@@ -21,6 +23,13 @@ from ua_vp.plugins import load_registry
 def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.chdir(tmp_path)
     return load_settings(state_dir=tmp_path / "state", enabled_ids=["vp.general.primary"])
+
+
+def plugin_module(name: str, **hooks: Any) -> ModuleType:
+    """A plugin as pluggy sees one from an entry point: a module holding hook functions."""
+    module = ModuleType(name)
+    module.__dict__.update(hooks)
+    return module
 
 
 def run_cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -54,10 +63,24 @@ def test_a_disabled_or_unknown_vp_id_is_refused_naming_what_exists(settings: Set
     assert "vp.coder.primary" in unknown.value.message and "vp.nobody" in unknown.value.message
 
 
-def test_enabling_an_id_no_plugin_provides_fails_at_start_up(tmp_path: Path) -> None:
+def test_enabling_an_id_no_plugin_provides_warns_and_its_dispatch_is_422_naming_the_installed(
+    tmp_path: Path,
+) -> None:
     settings = load_settings(state_dir=tmp_path, enabled_ids=["vp.general.primary", "vp.ghost"])
-    with pytest.raises(PluginError, match=r"UA_VP_ENABLED_IDS names vp.ghost.*installed: .*vp.general.primary"):
-        load_registry(settings)
+    with capture_logs() as logs:
+        registry = load_registry(settings)
+    (warning,) = [e for e in logs if e["event"] == "enabled_id_not_installed"]
+    assert warning["missing"] == ["vp.ghost"] and "vp.general.primary" in warning["installed"]
+    assert list(registry.enabled) == ["vp.general.primary"], "the other profiles keep working"
+    with pytest.raises(UnknownProfile) as refused:
+        registry.profile("vp.ghost")
+    assert refused.value.http_status == 422
+    assert "installed: vp.coder.primary, vp.example.echo, vp.general.primary" in refused.value.message
+
+
+def test_unset_enabled_ids_means_every_installed_profile(tmp_path: Path) -> None:
+    registry = load_registry(load_settings(state_dir=tmp_path))
+    assert set(registry.enabled) == set(registry.installed) >= {"vp.coder.primary", "vp.general.primary"}
 
 
 def test_two_plugins_claiming_one_vp_id_is_an_error_naming_both(settings: Settings) -> None:
@@ -65,7 +88,7 @@ def test_two_plugins_claiming_one_vp_id_is_an_error_naming_both(settings: Settin
     def ua_vp_profiles(settings: Settings) -> list[Profile]:
         return [Profile(vp_id="vp.general.primary", name="IMPOSTOR", description="", workspace_root=Path("/tmp"))]
 
-    impostor = SimpleNamespace(ua_vp_profiles=ua_vp_profiles, __name__="impostor")
+    impostor = plugin_module("impostor", ua_vp_profiles=ua_vp_profiles)
     with pytest.raises(PluginError) as info:
         load_registry(settings, extra_plugins=[impostor])
     assert "vp_general" in info.value.message and "impostor" in info.value.message
@@ -79,7 +102,7 @@ def test_a_misspelt_hook_fails_loudly(settings: Settings) -> None:
     from pluggy import PluginValidationError
 
     with pytest.raises(PluginValidationError):
-        load_registry(settings, extra_plugins=[SimpleNamespace(ua_vp_profile=ua_vp_profile, __name__="typo")])
+        load_registry(settings, extra_plugins=[plugin_module("typo", ua_vp_profile=ua_vp_profile)])
 
 
 def test_ua_vp_profiles_lists_installed_and_enabled(tmp_path: Path) -> None:
@@ -158,3 +181,64 @@ def test_cli_refuses_nan_and_reports_an_unreachable_database_in_one_line(tmp_pat
     down = run_cli(tmp_path, "missions", UA_VP_DATABASE_URL="postgresql://nobody@127.0.0.1:1/nothing")
     assert down.returncode == 2 and down.stderr.startswith("error [database_unavailable]:"), down.stderr
     assert "Traceback" not in down.stderr
+
+
+def test_a_plugins_settings_are_validated_at_start_and_shown_with_secrets_masked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pydantic import SecretStr
+    from pydantic_settings import SettingsConfigDict
+
+    from ua_vp import ConfigError, PluginSettings
+
+    class VaultSettings(PluginSettings):
+        model_config = SettingsConfigDict(env_prefix="UA_VP_VAULT_")
+        api_key: SecretStr | None = None
+        retries: int = 3
+
+    @hookimpl
+    def ua_vp_plugin_settings() -> type[VaultSettings]:
+        return VaultSettings
+
+    @hookimpl
+    def ua_vp_profiles(settings: Settings) -> list[Profile]:
+        own = settings.plugin(VaultSettings)
+        return [
+            Profile(
+                vp_id="vp.vault.primary", name=f"VAULT{own.retries}", description="", workspace_root=tmp_path / "vault"
+            )
+        ]
+
+    vault = plugin_module("vault", ua_vp_plugin_settings=ua_vp_plugin_settings, ua_vp_profiles=ua_vp_profiles)
+    monkeypatch.setenv("UA_VP_VAULT_API_KEY", "s3cret-value-123")
+    monkeypatch.setenv("UA_VP_VAULT_RETRIES", "5")
+    registry = load_registry(load_settings(state_dir=tmp_path / "state"), extra_plugins=[vault])
+    assert registry.installed["vp.vault.primary"].name == "VAULT5"
+    assert registry.effective_settings("vp.vault.primary") == {
+        "UA_VP_VAULT_API_KEY": "**********",
+        "UA_VP_VAULT_RETRIES": 5,
+    }
+    monkeypatch.setenv("UA_VP_VAULT_RETRIES", "many")
+    with pytest.raises(ConfigError, match=r"UA_VP_VAULT_RETRIES: Input should be a valid integer"):
+        load_registry(load_settings(state_dir=tmp_path / "state"), extra_plugins=[vault])
+
+
+def test_profiles_and_runtimes_are_collected_through_pm_hook_so_wrappers_see_them(settings: Settings) -> None:
+    seen: list[str] = []
+
+    @hookimpl(wrapper=True)
+    def ua_vp_profiles(settings: Settings) -> Any:
+        result = yield
+        seen.append("profiles")
+        return result
+
+    @hookimpl(wrapper=True)
+    def ua_vp_client_runtimes() -> Any:
+        result = yield
+        seen.append("runtimes")
+        return result
+
+    spy = plugin_module("spy", ua_vp_profiles=ua_vp_profiles, ua_vp_client_runtimes=ua_vp_client_runtimes)
+    registry = load_registry(settings, extra_plugins=[spy])
+    assert "profiles" in seen and "runtimes" in seen
+    assert "vp.general.primary" in registry.installed and "dry-run" in registry.runtimes

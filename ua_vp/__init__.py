@@ -6,6 +6,7 @@ nothing else from ``ua_vp``.
 
 from __future__ import annotations
 
+from ua_vp.config import PluginSettings, Settings
 from ua_vp.errors import (
     BudgetExceeded,
     ConfigError,
@@ -18,7 +19,7 @@ from ua_vp.hookspecs import hookimpl
 from ua_vp.missions import Mission, MissionSpec, Status
 from ua_vp.profiles import Executor, MissionContext, Profile, Result
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "BudgetExceeded",
@@ -29,9 +30,11 @@ __all__ = [
     "Mission",
     "MissionContext",
     "MissionSpec",
+    "PluginSettings",
     "Profile",
     "Result",
     "RuntimeFailed",
+    "Settings",
     "Status",
     "UaVpError",
     "__version__",

@@ -105,6 +105,9 @@ def seed(home: Path, files: AgentFiles, *, template: Path | None, user_home: Pat
     else:
         source = (user_home or Path.home()) / files.config_dir
         for name in files.seed:
+            # A home in the workspace (no worker made one) may hold what an earlier run left or planted.
+            with contextlib.suppress(FileNotFoundError):
+                (config_dir / name).unlink()
             if _copy_file(source / name, config_dir / name):
                 result.seeded.append(config_dir / name)
     log.info("agent_home_seeded", cli=files.cli, files=[p.relative_to(home).as_posix() for p in result.seeded])

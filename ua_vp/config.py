@@ -12,9 +12,9 @@ import re
 import shlex
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -25,6 +25,15 @@ from ua_vp.errors import ConfigError
 ENV_PREFIX = "UA_VP_"
 CommaList = Annotated[list[str], NoDecode]
 PathList = Annotated[list[Path], NoDecode]
+_COMMON = SettingsConfigDict(
+    env_file=".env",
+    env_file_encoding="utf-8",
+    extra="ignore",
+    validate_default=True,
+    # `UA_VP_OPS_TOKEN=` (as in a copied .env.sample) means unset, not an empty
+    # token that an empty Bearer header would match, nor the current directory.
+    env_ignore_empty=True,
+)
 ArgList = Annotated[list[str], NoDecode]
 # Arguments the agent runtimes set themselves; passing them again would break the output they parse.
 _RESERVED_ARGS = {
@@ -41,16 +50,8 @@ def _default_state_dir() -> Path:
 class Settings(BaseSettings):
     """Every setting of a ua-vp host or worker. Field ``foo`` is variable ``UA_VP_FOO``."""
 
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX,
-        env_file=".env",
-        env_file_encoding="utf-8",
-        extra="ignore",
-        validate_default=True,
-        # `UA_VP_OPS_TOKEN=` (as in a copied .env.sample) means unset, not an empty
-        # token that an empty Bearer header would match, nor the current directory.
-        env_ignore_empty=True,
-    )
+    model_config = SettingsConfigDict(**_COMMON, env_prefix=ENV_PREFIX)
+    _plugin_settings: dict[type[BaseSettings], BaseSettings] = PrivateAttr(default_factory=dict)
 
     # --- where things live -------------------------------------------------
     state_dir: Path = Field(default_factory=_default_state_dir)
@@ -64,8 +65,12 @@ class Settings(BaseSettings):
     external_dispatch_enabled: bool = False
     """On with ``db_pull``: leave missions to external ``ua-vp worker`` processes.
     Off (default): the server's in-process lane runs them."""
-    enabled_ids: CommaList = Field(default_factory=lambda: ["vp.coder.primary", "vp.general.primary"])
-    """Comma list of the installed profiles this host serves."""
+    enabled_ids: CommaList | None = None
+    """Comma list of the installed profiles this host serves. Unset: every installed profile."""
+    remote_ids: CommaList = Field(default_factory=list)
+    """Comma list of vp_ids this gateway accepts although no installed plugin provides them: their
+    workers (with the plugin) run on other hosts against the same database. Dispatch checks only the
+    envelope; the worker-time guard, which always runs, judges the paths."""
 
     # --- worker ---------------------------------------------------------------
     poll_interval_seconds: float = Field(default=5.0, ge=1.0, le=3600.0)
@@ -84,13 +89,14 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(default=30.0, ge=0.0, le=3600.0)
     """On SIGTERM/SIGINT, how long running missions may finish before they are cancelled."""
 
-    # --- profiles and guards ------------------------------------------------
-    hard_block_ua_repo: bool = True
-    """CODIE refuses every mission path inside the host's own repo and runtime roots."""
-    coder_workspace_root: Path | None = None
-    """CODIE's workspace root. Unset: ``<state_dir>/workspaces/coder``."""
-    general_workspace_root: Path | None = None
-    """GENERALIST's workspace root. Unset: ``<state_dir>/workspaces/general``."""
+    # --- plugins ----------------------------------------------------------------
+    load_plugins: CommaList | None = None
+    """Comma list of the plugin distributions (or entry-point names) to load, as ``LLM_LOAD_PLUGINS``
+    does it. Unset: every installed one; ``none``: none (only the built-in runtimes)."""
+    trace_hooks: bool = False
+    """Log every hook call and its result (pluggy's tracing) at debug level."""
+
+    # --- path guards (profile settings live in their plugins: see ``ua-vp profiles``) ---
     handoff_root: Path | None = None
     """A folder outside the protected roots that missions may also use (allowlisted)."""
     protected_roots: PathList = Field(default_factory=list)
@@ -109,11 +115,7 @@ class Settings(BaseSettings):
     LC_*, TZ, TERM, a private HOME and TMPDIR) and what the runtime declares; nothing else passes."""
     """Let a hard-blocking profile (CODIE with ``UA_VP_HARD_BLOCK_UA_REPO=1``) run its agent with no sandbox."""
 
-    # --- client runtimes ------------------------------------------------------
-    coder_runtime: str = "dry-run"
-    """Client runtime for CODIE: dry-run, command, claude-cli, codex-cli, openai."""
-    general_runtime: str = "dry-run"
-    """Client runtime for GENERALIST."""
+    # --- client runtimes (each profile's choice is a profile setting) -----------
     command: str | None = None
     """Command template for the ``command`` runtime, e.g. ``my-agent --task {objective_file}``."""
     claude_bin: str = "claude"
@@ -138,19 +140,32 @@ class Settings(BaseSettings):
     name, which its newer models require), ``max_tokens`` (older compatible servers), ``none`` (not sent)."""
 
     # --- ops API --------------------------------------------------------------
+    api_url: str | None = None
+    """A running server the CLI's commands go through instead of the database, e.g.
+    ``http://127.0.0.1:8002`` (same as ``--api``)."""
     host: str = "127.0.0.1"
     port: int = Field(default=8002, ge=1, le=65535)
     ops_token: SecretStr | None = None
     """Set: every ops route needs ``Authorization: Bearer <token>``."""
     allow_unauthenticated_bind: bool = False
     """Explicit opt-out: serve on a non-loopback address without a token."""
+    tokenless_callers: Literal["owner", "any"] = "owner"
+    """Without a token: ``owner`` accepts calls only from the server's own OS user (the peer
+    of the loopback connection); ``any`` accepts every caller that can connect."""
+    allowed_hosts: CommaList = Field(default_factory=list)
+    """Extra names the ``Host`` header may carry (loopback names, the bind address and this
+    machine's name always may); ``*`` accepts any."""
+    max_event_streams: int = Field(default=64, ge=1, le=100_000)
+    """Server-Sent Event streams open at once, in total (429 ``too_many_streams`` above)."""
+    max_event_streams_per_client: int = Field(default=16, ge=1, le=100_000)
+    """Server-Sent Event streams one client address may hold open at once."""
     max_request_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
 
     # --- logs -----------------------------------------------------------------
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "console", "json"] = "auto"
 
-    @field_validator("enabled_ids", mode="before")
+    @field_validator("enabled_ids", "remote_ids", "load_plugins", "allowed_hosts", mode="before")
     @classmethod
     def _split_ids(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -189,7 +204,9 @@ class Settings(BaseSettings):
             return [Path(part.strip()) for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("log_level", "log_format", "dispatch_mode", "sandbox", "sandbox_protected", mode="before")
+    @field_validator(
+        "log_level", "log_format", "dispatch_mode", "sandbox", "sandbox_protected", "tokenless_callers", mode="before"
+    )
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
@@ -267,20 +284,62 @@ class Settings(BaseSettings):
     def workspace_root(self, name: str, configured: Path | None) -> Path:
         return (configured or self.state_dir / "workspaces" / name).expanduser()
 
+    def plugin(self, model: type[S], **overrides: Any) -> S:
+        """The settings a plugin declared (its ``ua_vp_plugin_settings`` hook), read from the
+        environment and ``.env`` once per host settings object and validated like the host's:
+        a bad value is a :class:`ConfigError` naming the variable. ``overrides`` (tests) apply
+        on the first read only."""
+        if model not in self._plugin_settings:
+            values = _validated(model, overrides)
+            # A plugin's secrets are masked wherever ua-vp prints, as the host's are.
+            redact.remember(*(v.get_secret_value() for v in dict(values).values() if isinstance(v, SecretStr)))
+            self._plugin_settings[model] = values
+        found = self._plugin_settings[model]
+        assert isinstance(found, model)
+        return found
 
-def load_settings(**overrides: Any) -> Settings:
-    """Build the settings, turning a validation error into one naming the variables."""
+
+class PluginSettings(BaseSettings):
+    """Base for a plugin's own settings: subclass it with your own ``env_prefix``, e.g.
+    ``model_config = SettingsConfigDict(env_prefix="UA_VP_EXAMPLE_")``, and return the class
+    from your ``ua_vp_plugin_settings`` hook. Same rules as the host's: ``.env`` aware, an
+    empty value means unset, a bad value stops start-up naming its variable. Declare secrets
+    as ``SecretStr``: ``ua-vp profiles`` masks them."""
+
+    model_config = SettingsConfigDict(**_COMMON)
+
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def variable_name(model: type[BaseSettings], field: str) -> str:
+    """The environment variable a settings field (or the alias an error names) is read from."""
+    aliases = {str(f.validation_alias).lower() for f in model.model_fields.values() if f.validation_alias}
+    if field.lower() in aliases:
+        return field.upper()
+    info = model.model_fields.get(field)
+    if info is not None and isinstance(info.validation_alias, str):
+        return info.validation_alias.upper()
+    return (str(model.model_config.get("env_prefix") or "") + field).upper()
+
+
+def _validated(model: type[S], overrides: dict[str, Any]) -> S:
     try:
-        return Settings(**overrides)
+        return model(**overrides)
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            field = "_".join(str(p) for p in err["loc"] if isinstance(p, str)).upper()
+            field = "_".join(str(p) for p in err["loc"] if isinstance(p, str))
             given = err.get("input")
-            if field == "DATABASE_URL" and isinstance(given, str):
+            if field.lower() == "database_url" and isinstance(given, str):
                 given = redact.redact_url(given)
             shown = "" if isinstance(given, dict) else f" (got {redact.redact(repr(given))})"
             # Checks across fields (no loc) name their variables in the message itself.
             message = err["msg"].removeprefix("Value error, ")
-            problems.append(f"{ENV_PREFIX}{field}: {message}{shown}" if field else message)
+            problems.append(f"{variable_name(model, field)}: {message}{shown}" if field else message)
         raise ConfigError("invalid settings: " + "; ".join(problems), problems=problems) from None
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the host settings, turning a validation error into one naming the variables."""
+    return _validated(Settings, overrides)

@@ -3,6 +3,7 @@ translate in one place each; messages say what to do about it."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 
@@ -72,6 +73,15 @@ class GuardViolation(UaVpError):
 
     code = "guard_violation"
     http_status = 403
+    resolved: Path | None = None
+    """Where the path led on the server: for the server's log, never sent to the caller."""
+
+
+class TooManyPaths(InvalidRequest):
+    """A mission's constraints name more paths than the guard checks for one mission."""
+
+    code = "too_many_paths"
+    http_status = 422
 
 
 class PluginError(UaVpError):

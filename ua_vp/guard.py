@@ -3,23 +3,35 @@
 Which constraint values are paths
     Nested dicts and lists are walked. A string is a path when its key, or the key of
     the list holding it, is path-like (:data:`PATH_KEYS`, or ending in one of
-    :data:`PATH_SUFFIXES`; case and ``-``/``_`` do not matter), or when it looks like a
-    path wherever it is (starts with ``/``, ``~``, ``./``, ``../``, or is ``.``/``..``).
+    :data:`PATH_SUFFIXES`; keys are normalised first, so ``repoPath``, ``" repo-path "``
+    and ``repo_path`` are the same key), or when it looks like a path wherever it is:
+    it starts with ``/``, ``~``, ``./``, ``../`` or ``$VAR``, is ``.``/``..``, climbs
+    with a ``..`` segment anywhere (``a/../../x``), or is a ``file:`` URL.
     Numbers, booleans and null under path keys are ignored; any other non-string there
-    (bytes, objects) is refused as ``invalid_path``, as are empty strings, null bytes
-    and names the filesystem cannot encode.
+    (bytes, objects) is refused as ``invalid_path``, as are empty strings, null bytes,
+    names the filesystem cannot encode and variables the host does not have.
+    More than :data:`MAX_MISSION_PATHS` paths is refused (``too_many_paths``) before
+    any is resolved. Other strings (prose, ``https://`` URLs, ``src/main.py``) are
+    not paths here; what an agent does with them is the sandbox's to confine.
 
 Resolution
-    ``~`` is expanded, a relative path is joined to the mission workspace (at dispatch,
-    before it exists: ``<workspace root>/_dispatch_``), then ``os.path.realpath``
-    follows every symlink that exists. Trailing slashes vanish on the way.
+    Surrounding blanks are dropped, a ``file:`` URL becomes its path, ``$VAR`` and
+    ``~`` are expanded from the host's environment, a relative path is joined to the
+    mission workspace (at dispatch, before it exists: ``<workspace root>/_dispatch_``),
+    then ``os.path.realpath`` follows every symlink that exists.
 
 Rules, in this order
+    ``special_filesystem``: a path in /proc, /dev or /sys (before or after symlinks)
+    describes the server (its cwd, open files, pid), so it is refused outright.
     ``protected_root`` (only profiles with ``hard_block``): the nearest root that
     contains the path is a protected one. An allowed root nested inside a protected
     one wins below it (the default workspaces under the state dir); a protected root
     nested inside an allowed one wins below it; on a tie the protected root wins.
     ``outside_allowed_roots`` (every profile): no allowed root contains the path.
+
+A refusal names the key and the path as the caller wrote them, never the resolved
+path (that would tell the caller where a symlink or ``~`` points on the server);
+the resolved path is kept on the exception (``GuardViolation.resolved``) for logs.
 
 "Contains" compares realpath strings (NFC-normalised on both sides for protected
 roots, so a unicode look-alike counts as the root) and also the ``(st_dev, st_ino)``
@@ -34,6 +46,7 @@ again just before execution.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import re
 import stat
@@ -43,19 +56,30 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
 
-from ua_vp.errors import ConfigError, GuardViolation
+from ua_vp.errors import ConfigError, GuardViolation, TooManyPaths
 
 if TYPE_CHECKING:
     from ua_vp.config import Settings
     from ua_vp.profiles import Profile
 
 PATH_KEYS = frozenset(
-    {"path", "paths", "file", "files", "dir", "dirs", "directory", "root", "repo", "repo_path", "cwd", "workspace"}
-    | {"target", "output"}
+    {"path", "paths", "file", "files", "dir", "dirs", "directory", "directories", "root", "repo", "cwd", "workspace"}
+    | {"target", "output", "folder", "folders", "workdir", "filepath", "filename", "pathname", "location"}
 )
-PATH_SUFFIXES = ("_path", "_paths", "_dir", "_dirs", "_file", "_files", "_root", "_roots")
+PATH_SUFFIXES = (
+    *("_path", "_paths", "_dir", "_dirs", "_file", "_files", "_root", "_roots"),
+    *("_directory", "_directories", "_folder", "_folders", "_filename", "_location"),
+)
 PATH_PREFIXES = ("/", "~", "./", "../")
+SPECIAL_ROOTS = (Path("/proc"), Path("/dev"), Path("/sys"))
+"""Kernel filesystems: their paths describe the server process (its cwd, open files, pid), not files."""
+MAX_MISSION_PATHS = 1000
+"""More paths than this in one mission's constraints is refused (``too_many_paths``) before any is resolved."""
+_UP_SEGMENT = re.compile(r"(?:^|[/\\])\.\.(?:[/\\]|$)")
+_ENV_REF = re.compile(r"\$(?:\{[A-Za-z_][A-Za-z0-9_]*\}|[A-Za-z_][A-Za-z0-9_]*)")
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 DISPATCH_DIR = "_dispatch_"
 """Relative paths checked at dispatch resolve under ``<workspace root>/_dispatch_``."""
 
@@ -145,16 +169,26 @@ def check_constraints(policy: GuardPolicy, constraints: dict[str, Any], *, base:
     if base is None:
         workspace = policy.workspace_root or (policy.allowed[0] if policy.allowed else Path(os.sep))
         base = workspace / DISPATCH_DIR
-    for key, given in _walk(constraints):
+    found = list(itertools.islice(_walk(constraints), MAX_MISSION_PATHS + 1))
+    if len(found) > MAX_MISSION_PATHS:
+        raise TooManyPaths(
+            f"constraints name more than {MAX_MISSION_PATHS} paths; a mission may name at most "
+            f"{MAX_MISSION_PATHS} (put a long list in a file in the workspace instead)",
+            limit=MAX_MISSION_PATHS,
+        )
+    for key, given in found:
         resolved = _resolve(key, given, base)
-        shown = f"{key} {given!r} resolves to {str(resolved)!r}"
-        details = {"path": given, "resolved": str(resolved), "key": key}
+        # Only what the caller wrote is echoed: the resolved path could reveal what a
+        # symlink or `~` points at on the server.
+        shown = f"{key} {given!r}"
+        details = {"path": given, "key": key}
         protected = _nearest(resolved, policy.protected, fold=True)
         allowed = _nearest(resolved, policy.allowed, fold=False)
         if policy.hard_block and protected and (allowed is None or protected[0] <= allowed[0]):
-            raise GuardViolation(
-                f"{shown}, inside protected root {str(protected[1])!r} (rule protected_root: {policy.vp_id} may "
+            raise _violation(
+                f"{shown} is inside protected root {str(protected[1])!r} (rule protected_root: {policy.vp_id} may "
                 "not touch the host's own repo or runtime roots; set UA_VP_HANDOFF_ROOT for hand-offs)",
+                resolved,
                 rule="protected_root",
                 root=str(protected[1]),
                 **details,
@@ -169,12 +203,19 @@ def check_constraints(policy: GuardPolicy, constraints: dict[str, Any], *, base:
             )
         if allowed is None:
             roots = ", ".join(repr(str(r)) for r in policy.allowed) or "none"
-            raise GuardViolation(
-                f"{shown}, outside every allowed root ({roots}) (rule outside_allowed_roots: {policy.vp_id} "
+            raise _violation(
+                f"{shown} is outside every allowed root ({roots}) (rule outside_allowed_roots: {policy.vp_id} "
                 "missions may only use their workspace root, UA_VP_HANDOFF_ROOT or a plugin's allowed roots)",
+                resolved,
                 rule="outside_allowed_roots",
                 **details,
             )
+
+
+def _violation(message: str, resolved: Path | None, **details: Any) -> GuardViolation:
+    violation = GuardViolation(message, **details)
+    violation.resolved = resolved  # for the server's log and tests; never sent to the caller
+    return violation
 
 
 def mission_paths(constraints: dict[str, Any]) -> list[tuple[str, str]]:
@@ -201,36 +242,84 @@ def _walk(constraints: Any) -> Iterator[tuple[str, Any]]:
         if isinstance(value, os.PathLike):
             value = os.fspath(value)
         if isinstance(value, str):
-            if path_key or value in (".", "..") or value.startswith(PATH_PREFIXES):
+            if path_key or _looks_like_path(value):
                 yield key, value
         elif path_key and not isinstance(value, int | float | None):
             yield key, value
 
 
 def _is_path_key(key: str) -> bool:
-    key = key.lower().replace("-", "_")
+    # `repoPath`, ` repo-path `, `Repo.Path` and `repo_path` are one key to an agent.
+    key = re.sub(r"[\s.-]+", "_", _CAMEL.sub("_", key.strip())).lower()
     return key in PATH_KEYS or key.endswith(PATH_SUFFIXES)
+
+
+def _looks_like_path(value: str) -> bool:
+    """A string that names a path wherever it is: absolute, home-relative, climbing out
+    with ``..``, a ``file:`` URL, or starting with an environment variable (``$HOME/.ssh``)."""
+    value = value.strip()
+    return (
+        value in (".", "..")
+        or value.startswith(PATH_PREFIXES)
+        or value[:5].lower() == "file:"
+        or _UP_SEGMENT.search(value) is not None
+        or _ENV_REF.match(value) is not None
+    )
+
+
+class _Unexpandable(ValueError):
+    pass
+
+
+def _filesystem_path(value: str) -> str:
+    """The path an agent would use for ``value``: a ``file:`` URL's path, ``$VAR`` and ``~``
+    expanded from the host's environment (a variable the host lacks is refused: what it
+    would expand to in the agent's environment cannot be judged here)."""
+    value = value.strip()
+    if value[:5].lower() == "file:":
+        value = unquote(urlsplit(value).path) or "/"
+    for ref in _ENV_REF.findall(value):
+        if os.path.expandvars(ref) == ref:
+            raise _Unexpandable(f"it names environment variable {ref} that the host does not have")
+    return os.path.expanduser(os.path.expandvars(value))
 
 
 def _resolve(key: str, given: Any, base: Path) -> Path:
     if not isinstance(given, str):
         problem = f"it is a {type(given).__name__}, not a string"
-    elif not given:
+    elif not given.strip():
         problem = "it is empty"
     elif "\x00" in given:
         problem = "it contains a null byte"
     else:
         try:
-            return Path(os.path.realpath(os.path.join(base, os.path.expanduser(given))))
+            lexical = Path(os.path.normpath(os.path.join(base, _filesystem_path(given))))
+            # Checked before and after symlinks: /proc/self/cwd is not even resolved.
+            if not _special(lexical) and not _special(resolved := Path(os.path.realpath(lexical))):
+                return resolved
+            raise _violation(
+                f"{key} {given!r} is in a kernel filesystem (/proc, /dev or /sys), which describes the "
+                "server rather than holding files for a mission (rule special_filesystem)",
+                None,
+                path=given,
+                rule="special_filesystem",
+                key=key,
+            )
+        except _Unexpandable as exc:
+            problem = str(exc)
         except (OSError, ValueError) as exc:  # UnicodeEncodeError on lone surrogates is a ValueError
             problem = f"it cannot be resolved ({exc})"
-    raise GuardViolation(
+    raise _violation(
         f"{key} {given!r} is not a usable path: {problem} (rule invalid_path)",
+        None,
         path=given if isinstance(given, str) else repr(given),
-        resolved=None,
         rule="invalid_path",
         key=key,
     )
+
+
+def _special(path: Path) -> bool:
+    return any(path == root or root in path.parents for root in SPECIAL_ROOTS)
 
 
 def _nearest(path: Path, roots: Iterable[Path], *, fold: bool) -> tuple[int, Path] | None:

@@ -13,33 +13,48 @@ hooks (``ua_vp.plugins.DEFAULT_PLUGINS``), so anything they do a third party can
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Literal
 
 import pluggy
 
 if TYPE_CHECKING:
-    from ua_vp.config import Settings
-    from ua_vp.missions import MissionEvent
+    from ua_vp.config import PluginSettings, Settings
+    from ua_vp.missions import Mission, MissionEvent, MissionSpec
     from ua_vp.profiles import Executor, Profile, RuntimeFactory
+
+Phase = Literal["dispatch", "worker"]
 
 hookspec = pluggy.HookspecMarker("ua_vp")
 hookimpl = pluggy.HookimplMarker("ua_vp")
 
 
 # -------------------------------------------------------------------------
-# Profiles
+# Settings and profiles
 # -------------------------------------------------------------------------
+
+
+@hookspec
+def ua_vp_plugin_settings() -> type[PluginSettings] | None:
+    """Return this plugin's own settings model: a subclass of
+    :class:`ua_vp.PluginSettings` with its own ``env_prefix``.
+
+    The host reads and validates it at start-up (a bad value stops start-up
+    naming its variable) and ``ua-vp profiles`` shows its effective values,
+    secrets masked. Read it in the other hooks with ``settings.plugin(Model)``.
+    Called once per plugin when the registry is built; every result is collected.
+    """
 
 
 @hookspec
 def ua_vp_profiles(settings: Settings) -> list[Profile]:
     """Return the profiles this plugin provides.
 
-    :param settings: the host's :class:`ua_vp.config.Settings` (read workspace
-        roots and runtime choices from it; do not read the environment).
+    :param settings: the host's :class:`ua_vp.config.Settings`; read your own
+        settings with ``settings.plugin(YourSettings)``, never the environment.
 
-    Called once when the plugin manager is built. Every result is collected; two
-    plugins returning the same ``vp_id`` is a start-up error naming both.
+    Called once per plugin when the registry is built. Every result is collected;
+    two plugins returning the same ``vp_id`` is a start-up error naming both. A
+    plugin whose call raises is reported and left out; the others keep working.
     """
 
 
@@ -78,7 +93,7 @@ def ua_vp_allowed_roots(profile: Profile, settings: Settings) -> list[Path]:
 
 
 @hookspec
-def ua_vp_check_mission(profile: Profile, mission: Any, phase: str) -> None:
+def ua_vp_check_mission(profile: Profile, mission: MissionSpec | Mission, phase: Phase) -> None:
     """Refuse a mission by raising :class:`ua_vp.errors.GuardViolation`.
 
     :param mission: a :class:`ua_vp.missions.MissionSpec` at dispatch, the
@@ -102,8 +117,8 @@ def ua_vp_check_mission(profile: Profile, mission: Any, phase: str) -> None:
 def ua_vp_client_runtimes() -> dict[str, RuntimeFactory]:
     """Return ``{name: factory}`` client runtimes, ``factory(profile, settings) -> Executor``.
 
-    Collected from every plugin; a name given twice is a start-up error.
-    Built in: ``dry-run``, ``command``, ``claude-cli``, ``codex-cli``, ``openai``.
+    Collected from every plugin (called once per plugin); a name given twice is
+    a start-up error. Built in: ``dry-run``, ``command``, ``claude-cli``, ``codex-cli``, ``openai``.
     """
 
 

@@ -14,6 +14,10 @@ What is masked, wherever it appears in a string:
   and database password (:class:`ua_vp.config.Settings` remembers them), however
   they are quoted.
 
+:func:`printable` makes text safe for a terminal: control characters (an
+``ESC ]0;...BEL`` that retitles the window, a ``CR`` that overwrites a line) and
+bidirectional overrides become visible escapes such as ``\x1b``.
+
 Masking is for what people read; it is not a sandbox. Text is masked when it is
 written (the store masks mission errors and event payloads, the log processors
 mask log lines), so what is stored is already safe to show.
@@ -70,6 +74,10 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]], .
     ),
 )
 
+# C0 (but tab and newline), DEL, C1, and the bidi controls that reorder what is shown.
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_CONTROLS_AND_LINES = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
 _lock = threading.Lock()
 _remembered: frozenset[str] = frozenset()
 _remembered_re: re.Pattern[str] | None = None
@@ -96,6 +104,17 @@ def redact(text: str) -> str:
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
     return text
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: str, *, one_line: bool = False) -> str:
+    """``text`` with every control character shown as an escape, for a terminal.
+    ``one_line`` escapes newlines and tabs too (a table cell must not break its row)."""
+    return (_CONTROLS_AND_LINES if one_line else _CONTROLS).sub(_escape, text)
 
 
 def redact_url(url: str) -> str:
@@ -133,18 +152,21 @@ def redact_data(value: Any) -> Any:
 
 
 def structlog_processor(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """structlog processor: masks every value of a log line (place it after
+    """structlog processor: masks every value of a log line and escapes control characters
+    in its strings (place it after
     ``format_exc_info``, so tracebacks are masked too, and before the renderer)."""
     for key, val in event_dict.items():
         if isinstance(val, bool | int | float) or val is None:
             continue
         if isinstance(key, str) and isinstance(val, str) and val and is_secret_key(key):
             event_dict[key] = MASK
-        elif isinstance(val, str | Mapping | list | tuple):
+        elif isinstance(val, str):
+            event_dict[key] = printable(redact(val))  # a console log must not obey an agent's escapes
+        elif isinstance(val, Mapping | list | tuple):
             event_dict[key] = redact_data(val)
         else:
             # Whatever the renderer would print of it (an exception, a path...).
-            event_dict[key] = redact(str(val))
+            event_dict[key] = printable(redact(str(val)))
     return event_dict
 
 

@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 
 from ua_vp.config import Settings, load_settings
-from ua_vp.dispatch import Gateway
+from ua_vp.host import Host
 from ua_vp.missions import Mission, MissionEvent
-from ua_vp.plugins import Registry, load_registry
-from ua_vp.store import MissionStore, open_store
+from ua_vp.plugins import Registry
+from ua_vp.store import MissionStore
 
 RunMission = Callable[..., tuple[Mission, list[MissionEvent]]]
 
@@ -34,49 +34,48 @@ def ua_vp_enabled_ids() -> list[str] | None:
 
 @pytest.fixture
 def ua_vp_settings(tmp_path: Path, ua_vp_enabled_ids: list[str] | None, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    """Settings for one test: state dir and workspaces under ``tmp_path``, embedded SQLite."""
+    """Settings for one test: state dir and workspaces under ``tmp_path``, embedded SQLite.
+    Your plugin's own settings are read from the environment: set them with ``monkeypatch.setenv``
+    before this fixture runs, or read them with ``ua_vp_settings.plugin(YourSettings, **overrides)``
+    before anything else does."""
     # A developer's own .env must not leak into tests.
     monkeypatch.chdir(tmp_path)
-    base = {"state_dir": tmp_path / "state", "database_url": None}
-    if ua_vp_enabled_ids is None:
-        installed = load_registry(load_settings(**base, enabled_ids=[]), validate=False).installed
-        ua_vp_enabled_ids = sorted(installed)
-    return load_settings(**base, enabled_ids=ua_vp_enabled_ids)
+    return load_settings(state_dir=tmp_path / "state", database_url=None, enabled_ids=ua_vp_enabled_ids)
 
 
 @pytest.fixture
-def ua_vp_registry(ua_vp_settings: Settings) -> Registry:
-    return load_registry(ua_vp_settings)
+def ua_vp_host(ua_vp_settings: Settings) -> Iterator[Host]:
+    """The host's parts as ``ua-vp`` builds them: registry, store (observer wired), gateway."""
+    host = Host(ua_vp_settings)
+    yield host
+    host.close()
 
 
 @pytest.fixture
-def ua_vp_store(ua_vp_settings: Settings, ua_vp_registry: Registry) -> Iterator[MissionStore]:
-    store = open_store(
-        ua_vp_settings.sqlalchemy_url,
-        lease_ttl_seconds=ua_vp_settings.lease_ttl_seconds,
-        auto_upgrade=True,
-        on_events=ua_vp_registry.notify,
-    )
-    yield store
-    store.engine.dispose()
+def ua_vp_registry(ua_vp_host: Host) -> Registry:
+    return ua_vp_host.registry
 
 
 @pytest.fixture
-def run_mission(ua_vp_settings: Settings, ua_vp_store: MissionStore, ua_vp_registry: Registry) -> RunMission:
+def ua_vp_store(ua_vp_host: Host) -> MissionStore:
+    return ua_vp_host.store
+
+
+@pytest.fixture
+def run_mission(ua_vp_host: Host) -> RunMission:
     """``run_mission(vp_id, objective, **request) -> (mission, events)``: dispatch through
     the gateway (guards included), run it with the worker loop, return the final row."""
     from ua_vp.worker import Worker
 
     def run(vp_id: str, objective: str, **request: Any) -> tuple[Mission, list[MissionEvent]]:
-        gateway = Gateway(ua_vp_settings, ua_vp_store, ua_vp_registry)
-        mission = gateway.dispatch(vp_id=vp_id, objective=objective, **request).mission
+        mission = ua_vp_host.gateway.dispatch(vp_id=vp_id, objective=objective, **request).mission
         worker = Worker(
-            settings=ua_vp_settings,
-            store=ua_vp_store,
-            registry=ua_vp_registry,
-            profile=ua_vp_registry.profile(vp_id),
+            settings=ua_vp_host.settings,
+            store=ua_vp_host.store,
+            registry=ua_vp_host.registry,
+            profile=ua_vp_host.registry.profile(vp_id),
         )
         asyncio.run(worker.run(once=True))
-        return ua_vp_store.get(mission.mission_id), ua_vp_store.events(mission.mission_id)
+        return ua_vp_host.store.get(mission.mission_id), ua_vp_host.store.events(mission.mission_id)
 
     return run

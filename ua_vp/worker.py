@@ -16,6 +16,7 @@ import contextlib
 import os
 import signal
 import socket
+import sqlite3
 import time
 import uuid
 from collections.abc import Callable
@@ -39,6 +40,8 @@ from ua_vp.store.store import NOTIFY_CHANNEL
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
+SQLITE_WATCH_SECONDS = 0.05
+"""How often an idle SQLite worker checks whether another process committed (microseconds each)."""
 PROGRESS_FLUSH_SECONDS = 0.5
 # Per flush window: a chatty agent cannot turn the events table into its log file.
 PROGRESS_MAX_PER_FLUSH = 50
@@ -144,8 +147,9 @@ class Worker:
             sandbox=self.sandbox.backend,
             sandbox_reason=self.sandbox.reason,
         )
-        listen = self.store.is_postgres and self.settings.listen and not once
-        listener = asyncio.create_task(self._listen()) if listen else None
+        listener = None
+        if self.settings.listen and not once:
+            listener = asyncio.create_task(self._listen() if self.store.is_postgres else self._watch_sqlite())
         try:
             try:
                 await self._loop(once)
@@ -305,7 +309,9 @@ class Worker:
             workspace = await asyncio.to_thread(attempts.fresh_workspace, self.profile.workspace_root, mission)
             # Worker-time guard: the filesystem may have changed since dispatch
             # (a symlink planted into a protected root, say).
-            self.registry.check_mission(mission, "worker", workspace=workspace)
+            # In a thread: a mission naming many paths (or a slow filesystem) must not stall
+            # the loop, which in the in-process lane is the whole API.
+            await asyncio.to_thread(self.registry.check_mission, mission, "worker", workspace=workspace)
             home = await asyncio.to_thread(attempts.fresh_home, self.settings.homes_root, mission)
             deadline = time.monotonic() + self._max_seconds(mission)
 
@@ -331,7 +337,7 @@ class Worker:
         except asyncio.CancelledError:
             raise
         except GuardViolation as exc:
-            mlog.warning("mission_refused_by_guard", **exc.details)
+            mlog.warning("mission_refused_by_guard", resolved=str(exc.resolved), **exc.details)
             return None, exc.as_dict(), Status.FAILED
         except UaVpError as exc:
             mlog.warning("mission_failed", code=exc.code, error=exc.message)
@@ -418,6 +424,24 @@ class Worker:
                     self.wake()
                     async for note in conn.notifies():
                         self._on_notify(note.payload)
+
+    async def _watch_sqlite(self) -> None:
+        """SQLite has no LISTEN: watch for other processes' commits instead (see
+        ``MissionStore.sqlite_watch``). An accelerator only, like LISTEN: the poll stays."""
+        try:
+            watch = await asyncio.to_thread(self.store.sqlite_watch, self.profile.vp_id)
+        except sqlite3.Error as exc:
+            self.log.warning("sqlite_watch_failed", error=repr(exc), hint="new missions wait for the next poll")
+            return
+        try:
+            while True:
+                await asyncio.sleep(SQLITE_WATCH_SECONDS)
+                if await asyncio.to_thread(watch.changed):
+                    self.wake()
+        except sqlite3.Error as exc:
+            self.log.warning("sqlite_watch_stopped", error=repr(exc), hint="new missions wait for the next poll")
+        finally:
+            watch.close()
 
     def _on_notify(self, payload: str) -> None:
         kind, _, rest = payload.partition(":")

@@ -56,7 +56,8 @@ def test_right_token_is_let_through(make_client: MakeClient) -> None:
         r = client.request(method, path.replace("vpm_x", mid), headers=auth)
         assert r.status_code == 200, (path, r.text)
     # The token is checked before the body: a bad body with a good token is the body's fault.
-    assert_error(client.post(DISPATCH, content="{", headers=auth), 400, "invalid_request")
+    json_auth = {**auth, "Content-Type": "application/json"}
+    assert_error(client.post(DISPATCH, content="{", headers=json_auth), 400, "invalid_request")
     assert_error(client.post(DISPATCH, content="{"), 401, "unauthorized")
 
 

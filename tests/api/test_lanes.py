@@ -42,7 +42,7 @@ def test_the_seed_curl_completes_through_the_in_process_lane(serve: Serve) -> No
     assert mission["result"]["model_ran"] is False and "no model ran" in mission["result"]["summary"]
     sessions = httpx.get(f"{served.url}/api/v1/ops/vp/sessions").json()["sessions"]
     assert {s["lane"] for s in sessions} == {"in_process"}
-    assert {s["vp_id"] for s in sessions} == {"vp.coder.primary", "vp.general.primary"}
+    assert {s["vp_id"] for s in sessions} >= {"vp.coder.primary", "vp.general.primary"}
 
 
 def test_with_external_dispatch_the_mission_waits_for_a_real_worker(serve: Serve, db_url: str, tmp_path: Path) -> None:

@@ -65,7 +65,11 @@ def test_every_route_over_http(serve: Serve, store: MissionStore) -> None:
             ),
             (http.post(DISPATCH, json={"vp_id": "vp.general.primary"}), 400, "invalid_request"),
             (http.post(DISPATCH, json={**SEED_BODY, "vp_id": "vp.ghost"}), 422, "unknown_vp_id"),
-            (http.post(DISPATCH, content=b"x" * 1_100_000), 413, "request_too_large"),
+            (
+                http.post(DISPATCH, content=b"x" * 1_100_000, headers={"Content-Type": "application/json"}),
+                413,
+                "request_too_large",
+            ),
             (http.get(MISSIONS, params={"limit": 501}), 400, "invalid_request"),
             (http.get(f"{MISSIONS}/vpm_nope"), 404, "mission_not_found"),
             (http.get("/api/v1/nowhere"), 404, "not_found"),

@@ -293,6 +293,11 @@ def test_home_is_seeded_from_the_users_own_files_and_credentials_are_scrubbed(ha
     assert sorted(agent_home.scrub(seeded)) == [".codex/auth.json", ".codex/config.toml"]
     assert [p.name for p in (home / ".codex").iterdir()] == ["sessions"]
     assert {p: p.read_bytes() for p in user.rglob("*") if p.is_file()} == before
+    # Seeding again over what a run left (a link planted where a seeded file goes) replaces it.
+    (home / ".codex" / "auth.json").symlink_to(user / ".codex" / "history.jsonl")
+    agent_home.seed(home, agent_home.CODEX, template=None, user_home=user)
+    assert not (home / ".codex" / "auth.json").is_symlink()
+    assert (user / ".codex" / "history.jsonl").read_text() == "not on the list\n"
 
 
 def test_a_template_folder_replaces_the_list_and_links_in_it_are_not_followed(harness: Harness) -> None:

@@ -10,7 +10,7 @@ from ua_vp.runtimes import builtin
 
 
 def test_the_hook_offers_every_builtin_runtime() -> None:
-    pm = make_plugin_manager(load_entrypoints=False)
+    pm = make_plugin_manager(load_entrypoints=False).pm
     assert pm.get_plugin("ua_vp.runtimes.builtin") is builtin
     (offered,) = pm.hook.ua_vp_client_runtimes()
     assert sorted(offered) == ["claude-cli", "codex-cli", "command", "dry-run", "openai"]

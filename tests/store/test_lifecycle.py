@@ -245,6 +245,20 @@ def test_same_key_different_request_is_a_conflict_and_writes_nothing(store: Miss
     assert [m.mission_id for m in store.list_missions()] == [first.mission.mission_id]
 
 
+def test_keys_are_scoped_per_vp_id_and_a_conflict_names_no_mission(store: MissionStore) -> None:
+    """L5: one caller's key for one profile neither blocks nor reveals another's mission."""
+    general = store.enqueue(spec("one thing", idempotency_key="turn-42")).mission
+    coder = store.enqueue(spec("another thing", idempotency_key="turn-42", vp_id="vp.coder.primary"))
+    assert coder.created and coder.mission.mission_id != general.mission_id
+    replay = store.enqueue(spec("another thing", idempotency_key="turn-42", vp_id="vp.coder.primary"))
+    assert not replay.created and replay.mission.mission_id == coder.mission.mission_id
+    with pytest.raises(IdempotencyConflict) as info:
+        store.enqueue(spec("a third thing", idempotency_key="turn-42"))
+    assert general.mission_id not in info.value.message + str(info.value.details)
+    assert coder.mission.mission_id not in info.value.message + str(info.value.details)
+    assert len(store.list_missions()) == 2
+
+
 # -- reads --------------------------------------------------------------------------------------
 
 

@@ -21,6 +21,7 @@ from litestar.types import ControllerRouterHandler, ExceptionHandlersMap, Guard
 
 from ua_vp import __version__
 from ua_vp.api.auth import SCHEME_NAME, SECURITY_SCHEME, bearer_guard
+from ua_vp.api.callers import owner_guard, request_guards
 from ua_vp.api.dashboard import DashboardPages, asset_routers, swagger_plugin
 from ua_vp.api.deps import ApiState, Lane, provide_api
 from ua_vp.api.errors import exception_handlers
@@ -28,10 +29,12 @@ from ua_vp.api.health import HealthController
 from ua_vp.api.missions import MissionController
 from ua_vp.api.ops import DashboardController, MetricsController, ProfileController, SessionController
 from ua_vp.api.prometheus import PrometheusController
+from ua_vp.api.streams import StreamLimits
 from ua_vp.config import Settings
-from ua_vp.dispatch import Gateway, lane_for
-from ua_vp.plugins import Registry, load_registry
-from ua_vp.store import MissionStore, open_store
+from ua_vp.dispatch import lane_for
+from ua_vp.host import Host
+from ua_vp.plugins import Registry
+from ua_vp.store import MissionStore
 
 log = structlog.get_logger(__name__)
 
@@ -51,6 +54,7 @@ def create_app(
     api = _build_state(settings, store=store, registry=registry, lanes=lanes, in_process_lane=in_process_lane)
     return Litestar(
         route_handlers=_configure_routes(settings),
+        guards=request_guards(settings),
         dependencies={"api": Provide(provide_api, sync_to_thread=False)},
         state=State({"api": api}),
         exception_handlers=_configure_exception_handlers(),
@@ -71,22 +75,18 @@ def _build_state(
     lanes: Sequence[Lane] | None,
     in_process_lane: bool,
 ) -> ApiState:
-    if store is None:
-        # Like the CLI: only the embedded SQLite upgrades itself; a shared database
-        # is migrated on purpose (`ua-vp db upgrade`), and an unmigrated one refuses.
-        store = open_store(
-            settings.sqlalchemy_url, lease_ttl_seconds=settings.lease_ttl_seconds, auto_upgrade=settings.is_embedded
-        )
-    registry = registry or load_registry(settings)
-    store.on_events = store.on_events or registry.notify
-    gateway = Gateway(settings, store, registry)
+    host = Host(settings, store=store, registry=registry)
+    # The registry first: a bad plugin setting fails before a database connection is opened.
+    registry = host.registry
+    store, gateway = host.store, host.gateway
     # External dispatch leaves every mission to `ua-vp worker` processes: no lane runs here.
     chosen = [] if settings.external_dispatch else list(lanes or [])
     if in_process_lane and not settings.external_dispatch:
         from ua_vp.worker import InProcessLane
 
         chosen.append(InProcessLane(settings=settings, store=store, registry=registry))
-    return ApiState(settings=settings, store=store, registry=registry, gateway=gateway, lanes=chosen)
+    streams = StreamLimits(total=settings.max_event_streams, per_client=settings.max_event_streams_per_client)
+    return ApiState(settings=settings, store=store, registry=registry, gateway=gateway, lanes=chosen, streams=streams)
 
 
 def _configure_routes(settings: Settings) -> list[ControllerRouterHandler]:
@@ -95,6 +95,8 @@ def _configure_routes(settings: Settings) -> list[ControllerRouterHandler]:
     if settings.ops_token is not None:
         guards.append(bearer_guard(settings.ops_token.get_secret_value()))
         security = [{SCHEME_NAME: []}]
+    elif settings.tokenless_callers == "owner":
+        guards.append(owner_guard())
     protected = Router(
         path="/api/v1",
         route_handlers=[

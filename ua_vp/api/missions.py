@@ -10,6 +10,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.openapi import ResponseSpec
 from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParameter
 
+from ua_vp.api.callers import require_json
 from ua_vp.api.deps import Api, error_docs
 from ua_vp.api.schemas import (
     CancelResponse,
@@ -21,7 +22,7 @@ from ua_vp.api.schemas import (
     event_view,
     mission_view,
 )
-from ua_vp.api.sse import event_stream, parse_last_event_id
+from ua_vp.api.sse import MAX_EVENT_ID, event_stream, parse_last_event_id
 from ua_vp.errors import InvalidRequest, MissionNotFound
 from ua_vp.missions import MAX_ID_CHARS, Mission, MissionEvent, parse_statuses, storable
 from ua_vp.store import MissionStore
@@ -32,7 +33,9 @@ MISSION_ID_CHARS = 64
 
 MissionId = Annotated[str, PathParameter(description="e.g. vpm_0f3c...")]
 # schema_extra restates the minimum: Litestar drops a bound of 0 from the document.
-AFTER_ID = QueryParameter(ge=0, description="only events with a larger id", schema_extra={"minimum": 0})
+AFTER_ID = QueryParameter(
+    ge=0, le=MAX_EVENT_ID, description="only events with a larger id", schema_extra={"minimum": 0}
+)
 VpIdFilter = Annotated[str | None, QueryParameter(description="only this vp_id", max_length=MAX_ID_CHARS)]
 
 
@@ -69,9 +72,10 @@ class MissionController(Controller):
         "was used before for the same request. Nothing is written on any error.",
         status_code=201,
         sync_to_thread=True,
+        guards=[require_json],
         responses={
             200: ResponseSpec(DispatchResponse, description="idempotent replay: the mission made earlier"),
-            **error_docs([400, 401, 403, 409, 413, 422]),
+            **error_docs([400, 401, 403, 409, 413, 415, 422]),
         },
     )
     def dispatch(self, data: JSONBody[DispatchRequest], api: Api) -> Response[DispatchResponse]:
@@ -146,8 +150,9 @@ class MissionController(Controller):
         description="With `Accept: text/event-stream` (or `?stream=1`): Server-Sent Events, replaying "
         "the events after `Last-Event-ID` (or `after_id`) and then following new ones; each message is "
         "`id: <event id>`, `event: <event_type>`, `data: <event JSON>`. The stream ends after the "
-        "mission's terminal event. Otherwise JSON, up to 1000 events after `after_id`.",
-        responses=error_docs([400, 401, 404]),
+        "mission's terminal event. Otherwise JSON, up to 1000 events after `after_id`. Streams are "
+        "capped in total and per client (429 `too_many_streams`).",
+        responses=error_docs([400, 401, 404, 429]),
     )
     async def events(
         self,
@@ -161,6 +166,7 @@ class MissionController(Controller):
         if stream or "text/event-stream" in request.headers.get("accept", ""):
             start = parse_last_event_id(last_event_id, after_id)
             await anyio.to_thread.run_sync(_get, api.store, mission_id)
-            return event_stream(api.store, mission_id, start, api.stopping)  # type: ignore[return-value]
+            client = request.client.host if request.client else "unknown"
+            return event_stream(api.store, mission_id, start, api.stopping, api.streams, client)  # type: ignore[return-value]
         found = await anyio.to_thread.run_sync(_events, api.store, mission_id, after_id)
         return Response(EventList(events=[event_view(e.to_public()) for e in found]))

@@ -69,6 +69,8 @@ def run(settings: Settings, host: str | None = None, port: int | None = None, *,
     host = host or settings.host
     port = port or settings.port
     check_bind(settings, host)
+    # The app's Host allow-list includes the address actually bound.
+    settings = settings.model_copy(update={"host": host, "port": port})
     app = create_app(settings, lanes=lanes, in_process_lane=True)
     config = uvicorn.Config(
         app,

@@ -17,6 +17,7 @@ from functools import partial
 import anyio
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
+from ua_vp.api.streams import StreamLimits
 from ua_vp.errors import InvalidRequest
 from ua_vp.missions import FINAL_EVENT, MissionEvent
 from ua_vp.store import MissionStore
@@ -26,6 +27,8 @@ KEEPALIVE_SECONDS = 15.0
 """An idle stream sends a comment this often so proxies do not close it."""
 SETTLE_SECONDS = 2.0
 BATCH = 1000
+MAX_EVENT_ID = 2**63 - 1
+"""Event ids are BIGINT: a larger ``after_id``/``Last-Event-ID`` cannot name an event (400)."""
 TERMINAL_EVENTS = frozenset(event.value for event in FINAL_EVENT.values())
 
 
@@ -37,8 +40,10 @@ def parse_last_event_id(raw: str | None, after_id: int) -> int:
         value = int(raw.strip())
     except ValueError:
         value = -1
-    if value < 0:
-        raise InvalidRequest("Last-Event-ID must be an event id (a non-negative integer)", field="Last-Event-ID")
+    if not 0 <= value <= MAX_EVENT_ID:
+        raise InvalidRequest(
+            f"Last-Event-ID must be an event id (an integer from 0 to {MAX_EVENT_ID})", field="Last-Event-ID"
+        )
     return value
 
 
@@ -108,5 +113,13 @@ async def follow(
             yield ServerSentEventMessage(comment="keep-alive")
 
 
-def event_stream(store: MissionStore, mission_id: str, after_id: int, stopping: threading.Event) -> ServerSentEvent:
-    return ServerSentEvent(follow(store, mission_id, after_id, stopping))
+def event_stream(
+    store: MissionStore,
+    mission_id: str,
+    after_id: int,
+    stopping: threading.Event,
+    limits: StreamLimits,
+    client: str,
+) -> ServerSentEvent:
+    """The stream, counted against the caps (429 ``too_many_streams`` when over one)."""
+    return ServerSentEvent(limits.wrap(client, follow(store, mission_id, after_id, stopping)))

@@ -61,12 +61,29 @@ def _epoch(store: MissionStore, column: Any) -> ColumnElement[float]:
 
 
 def _histograms(conn: Any, seconds: ColumnElement[float], source: Any, vp_id: Any, where: Any) -> dict[str, Histogram]:
-    inner = select(vp_id.label("vp_id"), seconds.label("s")).select_from(source).where(where).subquery()
-    columns = [func.count(), func.coalesce(func.sum(inner.c.s), 0.0)]
-    columns += [func.coalesce(func.sum(case((inner.c.s <= bound, 1), else_=0)), 0) for bound in LATENCY_BUCKETS]
+    # Each duration is computed once (a materialized CTE: inlined, every bucket test would
+    # recompute it) and falls in one bucket (a CASE stops at the first bound it is under);
+    # the cumulative counts Prometheus wants are summed here from a few dozen rows.
+    durations = (
+        select(vp_id.label("vp_id"), seconds.label("s"))
+        .select_from(source)
+        .where(where)
+        .cte()
+        .prefix_with("MATERIALIZED")
+    )
+    d = durations.c
+    slot = case(*((d.s <= bound, i) for i, bound in enumerate(LATENCY_BUCKETS)), else_=len(LATENCY_BUCKETS))
+    per_slot: dict[str, list[int]] = {}
+    totals: dict[str, float] = {}
+    query = select(d.vp_id, slot, func.count(), func.coalesce(func.sum(d.s), 0.0)).group_by(d.vp_id, slot)
+    for vp, index, n, total in conn.execute(query):
+        counts = per_slot.setdefault(vp, [0] * (len(LATENCY_BUCKETS) + 1))
+        counts[int(index)] += int(n)
+        totals[vp] = totals.get(vp, 0.0) + float(total)
     out = {}
-    for row in conn.execute(select(inner.c.vp_id, *columns).group_by(inner.c.vp_id)):
-        out[row[0]] = Histogram(buckets=tuple(int(v) for v in row[3:]), count=int(row[1]), total=float(row[2]))
+    for vp, counts in per_slot.items():
+        cumulative = [sum(counts[: i + 1]) for i in range(len(LATENCY_BUCKETS))]
+        out[vp] = Histogram(buckets=tuple(cumulative), count=sum(counts), total=totals[vp])
     return out
 
 
@@ -115,7 +132,19 @@ def snapshot(store: MissionStore) -> Snapshot:
 def _claim_latency(store: MissionStore, conn: Any) -> dict[str, Histogram]:
     """Per claim: from the mission becoming claimable (dispatched, or put back by a
     retry) to the ``started`` event of that attempt. Unlike queue wait (created ->
-    last start), a retried mission counts once per claim."""
+    last start), a retried mission counts once per claim.
+
+    A mission claimed once (``attempt = 1``, nearly all of them) took ``started_at -
+    created_at``, read from its row; only missions claimed again are followed through
+    their events, so the window function never walks the whole events table."""
+    m = missions.c
+    once = _histograms(
+        conn,
+        _epoch(store, m.started_at) - _epoch(store, m.created_at),
+        missions,
+        m.vp_id,
+        and_(m.attempt == 1, m.started_at.is_not(None)),
+    )
     e = events.c
     kinds = (Event.DISPATCHED.value, Event.RETRIED.value, Event.STARTED.value)
     at = _epoch(store, e.created_at)
@@ -126,17 +155,25 @@ def _claim_latency(store: MissionStore, conn: Any) -> dict[str, Histogram]:
             at.label("at"),
             func.lag(at).over(partition_by=e.mission_id, order_by=e.id).label("before"),
         )
-        .where(e.event_type.in_(kinds))
+        .where(e.event_type.in_(kinds), e.mission_id.in_(select(m.mission_id).where(m.attempt > 1)))
         .subquery()
     )
     o = ordered.c
-    return _histograms(
-        conn,
-        o.at - o.before,
-        ordered,
-        o.vp_id,
-        and_(o.event_type == Event.STARTED.value, o.before.is_not(None)),
+    again = _histograms(
+        conn, o.at - o.before, ordered, o.vp_id, and_(o.event_type == Event.STARTED.value, o.before.is_not(None))
     )
+    for vp, h in again.items():
+        base = once.get(vp)
+        once[vp] = (
+            h
+            if base is None
+            else Histogram(
+                buckets=tuple(a + b for a, b in zip(base.buckets, h.buckets, strict=True)),
+                count=base.count + h.count,
+                total=base.total + h.total,
+            )
+        )
+    return once
 
 
 # -- the dashboard's chart -------------------------------------------------------------

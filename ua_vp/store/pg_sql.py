@@ -32,7 +32,7 @@ WITH m AS (
         %(mission_id)s, %(vp_id)s, %(mission_type)s, %(objective)s, %(constraints)s, %(budget)s, 'queued',
         %(priority)s, 0, %(max_attempts)s, %(lane)s, %(idempotency_key)s, %(request_hash)s,
         %(source_session_id)s, %(source_turn_id)s, %(reply_mode)s, %(run_id)s, now())
-    ON CONFLICT (idempotency_key) DO NOTHING
+    ON CONFLICT (vp_id, idempotency_key) DO NOTHING
     RETURNING *
 ),
 ev AS (

@@ -137,6 +137,30 @@ class SessionInfo:
         }
 
 
+class SqliteWatch:
+    """See :meth:`MissionStore.sqlite_watch`. Holds one pooled connection until closed."""
+
+    QUEUED = "SELECT 1 FROM vp_missions WHERE vp_id = ? AND status = 'queued' LIMIT 1"
+
+    def __init__(self, conn: Any, vp_id: str) -> None:
+        self._conn = conn
+        self._vp_id = vp_id
+        self._last = self._version()
+
+    def _version(self) -> int:
+        return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def changed(self) -> bool:
+        version = self._version()
+        if version == self._last:
+            return False
+        self._last = version
+        return self._conn.execute(self.QUEUED, (self._vp_id,)).fetchone() is not None
+
+    def close(self) -> None:
+        self._conn.close()
+
+
 class MissionStore:
     """Mission, event and session persistence over one SQLAlchemy engine."""
 
@@ -264,7 +288,7 @@ class MissionStore:
         stmt = (
             sqlite_insert(missions)
             .values({**values, "created_at": self._now()})
-            .on_conflict_do_nothing(index_elements=["idempotency_key"])
+            .on_conflict_do_nothing(index_elements=["vp_id", "idempotency_key"])
             .returning(*missions.c)
         )
         with self._tx() as conn:
@@ -279,8 +303,11 @@ class MissionStore:
         return Enqueued(mission, created=True)
 
     def _replay(self, spec: MissionSpec, request_hash: str, conn: Connection | None = None) -> Enqueued:
-        """The idempotency key was taken: same request -> that mission, else a conflict."""
-        query = select(missions).where(missions.c.idempotency_key == spec.idempotency_key)
+        """The idempotency key was taken for this vp_id: same request -> that mission, else a
+        conflict. The conflict names no mission: the key may be another caller's."""
+        query = select(missions).where(
+            missions.c.vp_id == spec.vp_id, missions.c.idempotency_key == spec.idempotency_key
+        )
         if conn is None:
             with self.engine.connect() as own:
                 existing = _mission(own.execute(query).one())
@@ -288,15 +315,27 @@ class MissionStore:
             existing = _mission(conn.execute(query).one())
         if existing.request_hash != request_hash:
             raise IdempotencyConflict(
-                f"idempotency_key {spec.idempotency_key!r} was already used for a different request "
-                f"(mission {existing.mission_id}); use a new key for a new request",
-                mission_id=existing.mission_id,
+                f"idempotency_key {spec.idempotency_key!r} was already used for a different {spec.vp_id} "
+                "request; use a new key for a new request",
+                vp_id=spec.vp_id,
             )
         return Enqueued(existing, created=False)
 
     @staticmethod
     def _event_row(mission: Mission, event: Event, payload: dict[str, Any]) -> dict[str, Any]:
         return {"mission_id": mission.mission_id, "vp_id": mission.vp_id, "event_type": event.value, "payload": payload}
+
+    # -- SQLite's stand-in for LISTEN --------------------------------------------------
+    def sqlite_watch(self, vp_id: str) -> SqliteWatch:
+        """SQLite: a check, cheap enough to call many times a second, that is True when some
+        other connection committed since the last call and ``vp_id`` has a queued mission.
+
+        ``PRAGMA data_version`` on one dedicated connection changes exactly when another
+        connection commits (it reads the WAL index, no I/O), so an idle worker learns of a
+        mission another process queued (``ua-vp dispatch`` without ``--api``) at once
+        instead of at its next poll. Only then does it look for a queued row, through the
+        partial index; a worker is woken for its own profile's missions only."""
+        return SqliteWatch(self.engine.raw_connection(), vp_id)
 
     # -- claim -------------------------------------------------------------------------
     def claim(self, vp_id: str, worker_id: str, limit: int = 1) -> list[Mission]:

@@ -43,7 +43,7 @@ missions = Table(
     Column("lease_token", String(64)),
     Column("lease_expires_at", Timestamp),
     Column("cancel_requested_at", Timestamp),
-    Column("idempotency_key", String(200), unique=True),
+    Column("idempotency_key", String(200)),
     Column("request_hash", String(64)),
     Column("source_session_id", String(200)),
     Column("source_turn_id", String(200)),
@@ -71,6 +71,8 @@ missions = Table(
         postgresql_where=text("status = 'running'"),
         sqlite_where=text("status = 'running'"),
     ),
+    # Idempotency keys are per vp_id: one caller's key for one profile is no other's.
+    Index("ux_vp_missions_idempotency", "vp_id", "idempotency_key", unique=True),
     # Listings and metrics: newest first per vp_id.
     Index("ix_vp_missions_vp_created", "vp_id", "created_at"),
 )

@@ -1,1 +1,1 @@
-"""An example ua-vp profile: ``vp.example.echo``."""
+"""ECHO: the ``vp.example.echo`` profile for ua-vp."""

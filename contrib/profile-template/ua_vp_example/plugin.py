@@ -1,36 +1,58 @@
-"""The whole of a profile plugin: one Profile, one executor.
+"""ECHO's hook implementations: its settings, its profile and its runtime.
 
-Enable it with ``UA_VP_ENABLED_IDS=vp.example.echo,...`` and run
-``ua-vp worker --profile vp.example.echo``.
+Enabled wherever it is installed (unless ``UA_VP_ENABLED_IDS`` lists others); run it
+with ``ua-vp worker --profile vp.example.echo``. The hooks are documented in ``ua_vp.hookspecs``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
-from ua_vp import Mission, MissionContext, Profile, Result, hookimpl
-from ua_vp.config import Settings
+from pydantic_settings import SettingsConfigDict
+
+from ua_vp import Mission, MissionContext, PluginSettings, Profile, Result, Settings, hookimpl
+from ua_vp.profiles import Executor, RuntimeFactory
 
 VP_ID = "vp.example.echo"
+RUNTIME = "example-echo"
+
+
+class ExampleSettings(PluginSettings):
+    """ECHO's own settings, read from ``UA_VP_EXAMPLE_*`` variables (and ``.env``)."""
+
+    model_config = SettingsConfigDict(env_prefix="UA_VP_EXAMPLE_")
+
+    workspace_root: Path | None = None
+    """Where its missions' folders go. Unset: ``<UA_VP_STATE_DIR>/workspaces/example``."""
+    runtime: str = RUNTIME
+    """Client runtime: ``example-echo`` (this plugin's own), or a built-in one such as
+    ``claude-cli``, ``codex-cli``, ``command``, ``openai`` or ``dry-run``."""
+
+
+@hookimpl
+def ua_vp_plugin_settings() -> type[ExampleSettings]:
+    return ExampleSettings
 
 
 @hookimpl
 def ua_vp_profiles(settings: Settings) -> list[Profile]:
+    own = settings.plugin(ExampleSettings)
     return [
         Profile(
             vp_id=VP_ID,
             name="ECHO",
-            description="Writes the objective back as a note: a template to copy.",
-            workspace_root=settings.state_dir / "workspaces" / "example",
-            runtime="echo",
+            description="Writes the objective back as a note: replace with what your VP does.",
+            workspace_root=settings.workspace_root("example", own.workspace_root),
+            runtime=own.runtime,
         )
     ]
 
 
 @dataclass
-class EchoExecutor:
-    """Executors are plain objects with one async method. A real one would start an
-    agent (see the built-in runtimes) and must let asyncio cancellation stop it."""
+class ExampleExecutor:
+    """Runs one mission. A real one starts an agent (see ``ua_vp.runtimes``) and lets asyncio
+    cancellation stop it; raise ``ua_vp.UaVpError`` subclasses for failures with a code."""
 
     async def execute(self, mission: Mission, ctx: MissionContext) -> Result:
         ctx.emit("note", {"message": "writing NOTE.md"})
@@ -38,7 +60,10 @@ class EchoExecutor:
         return Result(summary=f"echoed: {mission.objective}", artifacts=["NOTE.md"], model_ran=False)
 
 
+def _executor(profile: Profile, settings: Settings) -> Executor:
+    return ExampleExecutor()
+
+
 @hookimpl
-def ua_vp_create_executor(profile: Profile, settings: Settings) -> EchoExecutor | None:
-    # firstresult: answer only for our own profile, None lets others decide.
-    return EchoExecutor() if profile.vp_id == VP_ID else None
+def ua_vp_client_runtimes() -> dict[str, RuntimeFactory]:
+    return {RUNTIME: _executor}

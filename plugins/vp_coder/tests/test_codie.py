@@ -57,3 +57,11 @@ def test_the_handoff_root_is_allowed(tmp_path: Path, monkeypatch: pytest.MonkeyP
         vp_id="vp.coder.primary", objective="ship it", constraints={"output_dir": str(handoff / "out")}
     )
     assert registry.check_mission(spec, "dispatch").vp_id == "vp.coder.primary"
+
+
+def test_a_repo_path_that_is_not_a_string_is_the_guard_violation_the_hook_spec_names(
+    run_mission: RunMission,
+) -> None:
+    with pytest.raises(GuardViolation) as info:
+        run_mission("vp.coder.primary", "tidy up", constraints={"repo_path": ["not", "a", "path"]})
+    assert info.value.code == "guard_violation" and info.value.details["rule"] == "repo_path_shape"
