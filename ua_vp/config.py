@@ -87,6 +87,8 @@ class Settings(BaseSettings):
     retention_days: float | None = Field(default=None, gt=0, le=36_500)
     """Unset: keep everything. Set: ``ua-vp serve`` deletes missions (and their events)
     that finished more than this many days ago, hourly, as ``ua-vp db prune`` does."""
+    mission_max_seconds: float = Field(default=3600.0, gt=0, le=7 * 86_400.0)
+    """Time budget of a mission whose ``budget.max_seconds`` is unset: no agent runs unbounded."""
     shutdown_grace_seconds: float = Field(default=30.0, ge=0.0, le=3600.0)
     """On SIGTERM/SIGINT, how long running missions may finish before they are cancelled."""
 
