@@ -405,3 +405,24 @@ def test_a_checkout_above_the_working_directory_is_protected(
         (checkout / "pyproject.toml").write_text(f'[project]\nname = "{name}"\n')
     monkeypatch.chdir(checkout / "docs" / "deep")
     assert (checkout in host_protected_roots(host.settings())) is protected
+
+
+def test_a_hard_link_in_the_handoff_root_to_a_protected_file_is_refused(tmp_path: Path) -> None:
+    # Suspected from reading (issue 11): only the ancestors' identities were compared.
+    from ua_vp import guard
+    from ua_vp.config import Settings
+    from ua_vp.errors import GuardViolation
+    from ua_vp.profiles import Profile
+
+    state, handoff = tmp_path / "state", tmp_path / "handoff"
+    handoff.mkdir()
+    state.mkdir()
+    (state / "ua_vp.db").write_text("the database")
+    os.link(state / "ua_vp.db", handoff / "innocent.txt")
+    settings = Settings(_env_file=None, state_dir=state, handoff_root=handoff)  # type: ignore[call-arg]
+    profile = Profile(vp_id="vp.t", name="T", description="t", workspace_root=tmp_path / "ws", hard_block=True)
+    policy = guard.build_policy(profile, settings, extra_protected=[], extra_allowed=[])
+    with pytest.raises(GuardViolation, match="rule hard_link"):
+        guard.check_constraints(policy, {"path": str(handoff / "innocent.txt")}, base=None)
+    (handoff / "plain.txt").write_text("mine")
+    guard.check_constraints(policy, {"path": str(handoff / "plain.txt")}, base=None)

@@ -84,6 +84,8 @@ class Settings(BaseSettings):
     """Missions one worker process runs at once."""
     max_attempts: int = Field(default=3, ge=1, le=100)
     """Claims a mission gets before an expired lease fails it with ``lease_expired``."""
+    mission_max_seconds: float = Field(default=3600.0, gt=0, le=7 * 86_400.0)
+    """Time budget of a mission whose ``budget.max_seconds`` is unset: no agent runs unbounded."""
     shutdown_grace_seconds: float = Field(default=30.0, ge=0.0, le=3600.0)
     """On SIGTERM/SIGINT, how long running missions may finish before they are cancelled."""
 

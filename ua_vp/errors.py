@@ -36,6 +36,12 @@ class InvalidRequest(UaVpError):
     http_status = 400
 
 
+class InvalidConstraint(InvalidRequest):
+    """A constraint the host enforces has a value it does not understand (``constraints.network``)."""
+
+    code = "invalid_constraint"
+
+
 class MissionNotFound(UaVpError):
     code = "mission_not_found"
     http_status = 404

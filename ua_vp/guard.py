@@ -49,6 +49,7 @@ import contextlib
 import itertools
 import os
 import re
+import stat
 import tomllib
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator
@@ -131,8 +132,33 @@ def build_policy(
             path=str(given),
             protected_root=str(hit[1]),
         )
+    if settings.handoff_root is not None:
+        # The host's own roots only: a configured protected root nested in the handoff root is
+        # a carve-out the guard and both sandboxes honour (nearest root wins).
+        own = [r for r in host_protected_roots(settings) if r not in map(_real, settings.protected_roots)]
+        _check_handoff_holds_nothing_protected(settings, own)
     allowed = _unique(given for _, given in candidates)
     return GuardPolicy(profile.vp_id, protected, allowed, profile.hard_block, workspace_root=allowed[0])
+
+
+def _check_handoff_holds_nothing_protected(settings: Settings, protected: Iterable[Path]) -> None:
+    """Missions write the handoff root: a protected root or the database inside it would be theirs to change."""
+    from sqlalchemy.engine import make_url
+
+    assert settings.handoff_root is not None
+    handoff = _real(settings.handoff_root)
+    url = make_url(settings.sqlalchemy_url)
+    inside = [(f"the host's own root {str(root)!r}", _real(root)) for root in protected]
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        inside.append((f"the database {url.database!r}", _real(url.database)))
+    for what, path in inside:
+        if path != handoff and handoff in path.parents:
+            raise ConfigError(
+                f"UA_VP_HANDOFF_ROOT {str(settings.handoff_root)!r} contains {what}; missions may write anywhere "
+                "in the handoff root, so choose a folder that holds neither the database nor a protected root",
+                variable="UA_VP_HANDOFF_ROOT",
+                path=str(settings.handoff_root),
+            )
 
 
 def check_constraints(policy: GuardPolicy, constraints: dict[str, Any], *, base: Path | None) -> None:
@@ -165,6 +191,14 @@ def check_constraints(policy: GuardPolicy, constraints: dict[str, Any], *, base:
                 resolved,
                 rule="protected_root",
                 root=str(protected[1]),
+                **details,
+            )
+        if _hard_linked(resolved):
+            # Its other names may lie in a protected root, and no ancestor check can see them.
+            raise GuardViolation(
+                f"{shown}, a file with more than one hard link (rule hard_link: its other names may be "
+                "inside a protected root; copy the file instead of linking it)",
+                rule="hard_link",
                 **details,
             )
         if allowed is None:
@@ -322,6 +356,14 @@ def _is_checkout(folder: Path) -> bool:
         return False
     name = project.get("name") if isinstance(project, dict) else None
     return isinstance(name, str) and re.sub(r"[-_.]+", "-", name).lower() == "ua-vp"
+
+
+def _hard_linked(path: Path) -> bool:
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_nlink > 1
 
 
 def _identity(path: Path) -> tuple[int, int] | None:

@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from ua_vp.errors import InvalidRequest
+from ua_vp.errors import InvalidConstraint, InvalidRequest
 
 
 class Status(StrEnum):
@@ -151,6 +151,29 @@ def _validate_budget(budget: dict[str, Any]) -> dict[str, Any]:
     return budget
 
 
+NETWORK_ON = frozenset({"true", "on", "yes", "allow"})
+NETWORK_OFF = frozenset({"false", "off", "no", "none", "deny"})
+"""The spellings of ``constraints.network`` besides JSON true/false (any case, spaces trimmed)."""
+
+
+def network_allowed(constraints: dict[str, Any]) -> bool:
+    """Whether ``constraints.network`` lets the mission use the network (absent or null: yes).
+
+    Anything but a boolean or one of :data:`NETWORK_ON` / :data:`NETWORK_OFF` is an
+    :class:`InvalidConstraint`: a spelling we do not know must never leave the network on.
+    """
+    value = constraints.get("network")
+    if value is None or isinstance(value, bool):
+        return value is not False
+    if isinstance(value, str) and value.strip().lower() in NETWORK_ON | NETWORK_OFF:
+        return value.strip().lower() in NETWORK_ON
+    spellings = ", ".join(["true", "false", *(repr(s) for s in sorted(NETWORK_ON | NETWORK_OFF))])
+    raise InvalidConstraint(
+        f"constraints.network must be one of {spellings} (or absent for the default, on); got {value!r}",
+        field="constraints.network",
+    )
+
+
 @dataclass(frozen=True, kw_only=True)
 class MissionSpec:
     """A validated dispatch request. Build it with :meth:`create` to get the checks."""
@@ -201,6 +224,7 @@ class MissionSpec:
         if lane not in LANES:
             raise InvalidRequest(f"lane must be one of {', '.join(sorted(LANES))}", field="lane")
         constraints = _require_object("constraints", kwargs.get("constraints"))
+        network_allowed(constraints)
         budget = _validate_budget(_require_object("budget", kwargs.get("budget")))
         try:
             # allow_nan=False: NaN and Infinity are not JSON; PostgreSQL refuses them.

@@ -15,9 +15,12 @@ confines what its processes *do*. The policy comes from the same
   Nearest root wins, as in the guard: the default workspaces sit inside the
   protected state dir and stay writable.
 - **Everything else**: read-only.
-- **Network**: cut when the mission's ``constraints.network`` is ``false`` or
-  one of ``"none"``, ``"off"``, ``"deny"``; a backend that cannot cut it fails
-  the mission rather than run it connected.
+- **Network**: always a network namespace of the mission's own. With
+  ``constraints.network`` on (the default) slirp4netns gives it outbound
+  networking without the host's loopback (:mod:`ua_vp.sandbox_net`); off
+  (``false`` or a spelling in :data:`ua_vp.missions.NETWORK_OFF`) it has only its
+  own loopback. Under both backends a seccomp filter refuses unix sockets
+  (``socket(AF_UNIX)``; ``socketpair`` still works), so no host socket answers.
 
 Backends (``UA_VP_SANDBOX``; ``auto`` takes the first that works here, probed once):
 
@@ -40,6 +43,7 @@ Backends (``UA_VP_SANDBOX``; ``auto`` takes the first that works here, probed on
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shutil
@@ -52,7 +56,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import structlog
 
-from ua_vp.errors import ConfigError, GuardViolation
+from ua_vp import missions
+from ua_vp.errors import ConfigError, GuardViolation, InvalidConstraint
+from ua_vp.sandbox_net import PrivateNetwork, slirp_binary
 
 if TYPE_CHECKING:
     from ua_vp.config import Settings
@@ -65,7 +71,6 @@ Backend = Literal["bwrap", "landlock", "none"]
 BACKENDS: tuple[Backend, ...] = ("bwrap", "landlock")
 """The real backends, strongest first: the order ``auto`` tries them in."""
 SANDBOX_EXEC = Path(__file__).with_name("sandbox_exec.py")
-NO_NETWORK = frozenset({"none", "off", "deny", "false", "no"})
 # Runtimes that never start a process: a profile using one has nothing to sandbox,
 # so a missing backend must not stop it (the offline dry-run demo on a laptop).
 NO_PROCESS_RUNTIMES = frozenset({"dry-run", "openai"})
@@ -96,7 +101,7 @@ def _probe_bwrap() -> Probe:
     if not os.path.isabs(binary):
         return Probe("bwrap", False, "bwrap is not installed (Debian/Ubuntu: apt-get install bubblewrap)")
     shell = shutil.which("sh") or "/bin/sh"
-    argv = [binary, *_bwrap_base(network=False), "--tmpfs", "/tmp", "--remount-ro", "/tmp", "--", shell, "-c", ":"]
+    argv = [binary, *_bwrap_base(), "--tmpfs", "/tmp", "--remount-ro", "/tmp", "--", shell, "-c", ":"]
     return _run_probe("bwrap", argv, ok=f"{binary}: mount, PID, IPC and network namespaces")
 
 
@@ -107,8 +112,8 @@ def _probe_landlock() -> Probe:
         abi = sandbox_exec.abi_version()
     except sandbox_exec.SandboxError as exc:
         return Probe("landlock", False, str(exc))
-    net = "TCP can be cut" if abi >= 4 else "the network cannot be cut (ABI 4 needed)"
-    return _run_probe("landlock", [*_landlock_prefix(), "--probe"], ok=f"Landlock ABI {abi} enforced; {net}")
+    ok = f"Landlock ABI {abi} enforced in PID and network namespaces, unix sockets refused"
+    return _run_probe("landlock", [*_landlock_prefix(), "--probe"], ok=ok)
 
 
 def _run_probe(backend: str, argv: list[str], *, ok: str) -> Probe:
@@ -176,16 +181,118 @@ def for_profile(profile: Profile, policy: GuardPolicy, settings: Settings) -> Sa
         )
     if backend == "none":
         log.warning("sandbox_disabled", vp_id=profile.vp_id, reason=reason)
+    elif profile.runtime not in NO_PROCESS_RUNTIMES and slirp_binary() is None:
+        # Without it a mission with network would have to share the host's, loopback included.
+        raise ConfigError(
+            f"the {backend} sandbox gives each mission a private network through slirp4netns, which is not "
+            "installed (Debian/Ubuntu: apt-get install slirp4netns)",
+            setting="UA_VP_SANDBOX",
+            vp_id=profile.vp_id,
+        )
     workspace_root = policy.workspace_root or (policy.allowed[0] if policy.allowed else None)
     roots_of_missions = [settings.homes_root, *([workspace_root] if workspace_root else [])]
+    hidden = [*roots_of_missions, *hidden_by_default(settings, policy)]
     return Sandbox(
         backend=backend,
         reason=reason,
         protected=policy.protected,
         writable=tuple(root for root in policy.allowed if root != workspace_root),
         protect=settings.sandbox_protected,
-        hidden=tuple(Path(os.path.realpath(p)) for p in roots_of_missions),
+        hidden=tuple(dict.fromkeys(Path(os.path.realpath(p)) for p in hidden)),
     )
+
+
+SOCKET_PATHS = (
+    "/run/postgresql",
+    "/var/run/postgresql",
+    "/run/mysqld",
+    "/run/docker.sock",
+    "/var/run/docker.sock",
+    "/run/containerd",
+    "/run/podman",
+    "/run/user",
+    "/run/dbus",
+    "/tmp/.X11-unix",
+)
+"""Folders and sockets of host services (seccomp refuses unix sockets anyway; these hide them too)."""
+HOME_SECRETS = (
+    ".ssh",
+    ".gnupg",
+    ".aws",
+    ".azure",
+    ".config/gcloud",
+    ".config/gh",
+    ".docker",
+    ".kube",
+    ".netrc",
+    ".pgpass",
+    ".git-credentials",
+    ".npmrc",
+    ".pypirc",
+    ".claude",
+    ".claude.json",
+    ".codex",
+    ".local/share/keyrings",
+    ".password-store",
+    ".bash_history",
+    ".zsh_history",
+    ".python_history",
+    ".psql_history",
+    ".terraformrc",
+    ".terraform.d",
+)
+"""Where a user's credentials live in their HOME. The whole HOME is not hidden by default because
+toolchains (pyenv, nvm, an agent CLI in ~/.local/bin) live there; list it in UA_VP_PROTECTED_ROOTS
+to hide it all."""
+
+
+def hidden_by_default(settings: Settings, policy: GuardPolicy) -> list[Path]:
+    """What no mission may read, whatever UA_VP_SANDBOX_PROTECTED says: the worker's ``.env``
+    files, the database and its folder, host sockets, root-only files in /etc, and the
+    credential stores in the real HOME. Only what exists now (a rule needs a path)."""
+    found: list[Path] = []
+    for folder in (Path.cwd(), *policy.protected):
+        found += folder.glob(".env*") if folder.is_dir() else []
+    found += database_paths(settings, policy)
+    found += [Path(p) for p in SOCKET_PATHS]
+    found += root_only("/etc")
+    home = Path(os.path.expanduser("~"))
+    found += [home / name for name in HOME_SECRETS]
+    return [p for p in found if os.path.lexists(p)]
+
+
+def database_paths(settings: Settings, policy: GuardPolicy) -> list[Path]:
+    """The SQLite file's folder (its -wal, -shm and -journal come and go), or just its files when
+    that folder also holds a workspace or handoff root; a PostgreSQL socket folder."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(settings.sqlalchemy_url)
+    if url.get_backend_name() == "sqlite":
+        if not url.database or url.database == ":memory:":
+            return []
+        db = Path(os.path.realpath(url.database))
+        if any(db.parent == root or db.parent in root.parents for root in policy.allowed):
+            return [db.with_name(db.name + suffix) for suffix in ("", "-wal", "-shm", "-journal")]
+        return [db.parent]
+    given = url.query.get("host", ())
+    hosts = [url.host or "", *([given] if isinstance(given, str) else given)]
+    return [Path(h) for h in hosts if h.startswith("/")]
+
+
+def root_only(top: str) -> list[Path]:
+    """Entries of ``top`` and its subfolders (one level down) that others may not read: /etc/shadow,
+    /etc/sudoers, ssh host keys. The sandboxed program may run as root, so file modes do not stop it."""
+    found: list[Path] = []
+    for folder in (Path(top), *(p for p in Path(top).iterdir() if p.is_dir() and not p.is_symlink())):
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            with contextlib.suppress(OSError):
+                if not entry.is_symlink() and not entry.stat(follow_symlinks=False).st_mode & 0o004:
+                    found.append(Path(entry.path))
+    return found
 
 
 def describe(profile: Profile, settings: Settings) -> str:
@@ -204,13 +311,12 @@ def describe(profile: Profile, settings: Settings) -> str:
 
 
 def network_allowed(constraints: Mapping[str, Any]) -> bool:
-    """False when ``constraints.network`` asks for no network."""
-    value = constraints.get("network")
-    if isinstance(value, str):
-        return value.strip().lower() not in NO_NETWORK
-    if isinstance(value, bool | int | float):
-        return bool(value)
-    return True  # absent or null: not asked
+    """False when ``constraints.network`` asks for no network, or says something unknown
+    (dispatch refuses those; one stored before that rule runs without network: fail closed)."""
+    try:
+        return missions.network_allowed(dict(constraints))
+    except InvalidConstraint:
+        return False
 
 
 @dataclass(frozen=True)
@@ -222,6 +328,24 @@ class Command:
     """Variables added to the child's environment."""
     record: dict[str, Any]
     """What the ``sandbox`` progress event says about it."""
+    network: PrivateNetwork | None = None
+    """The handshake that gives it outbound networking once started (:mod:`ua_vp.sandbox_net`)."""
+    fds: tuple[int, ...] = ()
+    """Other descriptors the wrapper reads at start; the caller passes them and closes them after."""
+    stdin_go: bool = False
+    """The wrapper reads the network's go signal on stdin (instead of /dev/null)."""
+
+    @property
+    def pass_fds(self) -> tuple[int, ...]:
+        return (*self.fds, *(self.network.child_fds if self.network else ()))
+
+    def started(self) -> None:
+        """The child holds its own copies now (or never will): close ours."""
+        for fd in self.fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        if self.network is not None:
+            self.network.started()
 
 
 Access = Literal["write", "read-only", "hide"]
@@ -270,12 +394,15 @@ class Sandbox:
             protected=self.protect,
             writable=[str(path) for path, access in rules if access == "write"],
             hidden=[str(path) for path, access in rules if access == "hide"],
+            private_network=network,
         )
-        if self.backend == "bwrap":
-            wrapped = self._bwrap_argv(argv, workspace, rules, network)
-        else:
-            wrapped = self._landlock_argv(argv, rules, network)
-        return Command(wrapped, {}, record)
+        if self.backend == "landlock":
+            net = PrivateNetwork.open() if network else None
+            return Command(self._landlock_argv(argv, rules, net), {}, record, net)
+        seccomp = _seccomp_fd()
+        net = PrivateNetwork.open() if network else None
+        wrapped = self._bwrap_argv(argv, workspace, rules, net, seccomp)
+        return Command(wrapped, {}, record, net, (seccomp,), stdin_go=net is not None)
 
     def rules(self, workspace: Path, home: Path) -> list[tuple[Path, Access]]:
         """Every path with a rule, shallowest first and, at equal depth, protection last;
@@ -289,9 +416,14 @@ class Sandbox:
         return sorted(existing, key=lambda rule: (len(rule[0].parts), _ORDER[rule[1]]))
 
     def _bwrap_argv(
-        self, argv: Sequence[str], workspace: Path, rules: list[tuple[Path, Access]], network: bool
+        self,
+        argv: Sequence[str],
+        workspace: Path,
+        rules: list[tuple[Path, Access]],
+        net: PrivateNetwork | None,
+        seccomp: int,
     ) -> list[str]:
-        args = [_bwrap_binary(), *_bwrap_base(network=network)]
+        args = [_bwrap_binary(), *_bwrap_base(), "--seccomp", str(seccomp)]
         # Later mounts cover earlier ones below them, so the rules go shallow first: the
         # nearest rule wins, protection on a tie, as in the guard.
         hidden_dirs: list[Path] = []
@@ -313,17 +445,25 @@ class Sandbox:
         # Read-only only now: bwrap had to make mount points inside them for nested writable roots.
         for path in hidden_dirs:
             args += ["--remount-ro", str(path)]
-        return [*args, "--chdir", str(workspace), "--", *argv]
+        if net is None:
+            return [*args, "--chdir", str(workspace), "--", *argv]
+        # Not --block-fd: bwrap sets up the loopback after it, and fails once slirp4netns has.
+        # The go pipe arrives as stdin (dash redirects only fds 0-9), and /dev/null replaces it.
+        info, _ = net.child_fds
+        wait = 'read -r go && [ "$go" = 1 ] && exec "$@" </dev/null || exit 125'
+        shell = shutil.which("sh") or "/bin/sh"
+        return [*args, "--info-fd", str(info), "--chdir", str(workspace), "--", shell, "-c", wait, "sh", *argv]
 
-    def _landlock_argv(self, argv: Sequence[str], rules: list[tuple[Path, Access]], network: bool) -> list[str]:
-        if not network and not _landlock_cuts_network():
-            self._cannot_cut_network("this kernel's Landlock cannot restrict the network")
+    def _landlock_argv(
+        self, argv: Sequence[str], rules: list[tuple[Path, Access]], net: PrivateNetwork | None
+    ) -> list[str]:
         args = _landlock_prefix()
         flags: dict[Access, str] = {"write": "--write", "read-only": "--protect", "hide": "--hide"}
         for path, access in rules:
             args += [flags[access], str(path)]
-        if not network:
-            args.append("--no-tcp")
+        if net is not None:
+            info, go = net.child_fds
+            args += ["--info-fd", str(info), "--go-fd", str(go)]
         return [*args, "--", *argv]
 
     def _check_program(self, program: str, rules: list[tuple[Path, Access]]) -> None:
@@ -348,7 +488,7 @@ class Sandbox:
     def _cannot_cut_network(self, why: str) -> None:
         raise GuardViolation(
             f"the mission asks for no network (constraints.network) but {why}; it was not started "
-            "(rule network_unenforceable: use the bwrap backend, or a kernel with Landlock ABI 4)",
+            "(rule network_unenforceable: install bubblewrap, or use a kernel with Landlock)",
             rule="network_unenforceable",
             backend=self.backend,
         )
@@ -364,23 +504,26 @@ def _bwrap_binary() -> str:
     return shutil.which("bwrap") or "bwrap"
 
 
-def _bwrap_base(*, network: bool) -> list[str]:
-    args = ["--die-with-parent", "--unshare-pid", "--unshare-ipc", "--cap-drop", "ALL"]
-    if not network:
-        args.append("--unshare-net")
+def _bwrap_base() -> list[str]:
+    # Always a network namespace of its own: with network, slirp4netns gives it a way out
+    # that does not lead to the host's loopback (ua_vp/sandbox_net.py).
+    args = ["--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-net", "--cap-drop", "ALL"]
     return [*args, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+
+
+def _seccomp_fd() -> int:
+    """A pipe holding the seccomp filter both backends install (no unix sockets; see sandbox_exec)."""
+    from ua_vp import sandbox_exec
+
+    program = sandbox_exec.seccomp_bytes(os.uname().machine)
+    read, write = os.pipe()
+    try:
+        os.write(write, program)  # ~100 bytes: far below a pipe's buffer, so this cannot block
+    finally:
+        os.close(write)
+    return read
 
 
 def _landlock_prefix() -> list[str]:
     # -I: no PYTHON* variables, no user site, no script folder on sys.path; -S: no site import.
     return [sys.executable, "-I", "-S", str(SANDBOX_EXEC)]
-
-
-@functools.cache
-def _landlock_cuts_network() -> bool:
-    from ua_vp import sandbox_exec
-
-    try:
-        return sandbox_exec.abi_version() >= 4
-    except sandbox_exec.SandboxError:
-        return False

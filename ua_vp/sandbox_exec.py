@@ -39,9 +39,15 @@ restriction cannot be applied: a failure never runs the program unrestricted.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import fcntl
+import json
 import os
+import signal
+import socket
 import stat
+import struct
 import sys
 from collections.abc import Iterable, Iterator
 
@@ -243,20 +249,208 @@ def _last_capability() -> int:
 
 
 def _probe() -> int:
-    """Restrict this process and show the restriction holds: the root folder can no longer be read."""
-    abi = restrict(write=[], hide=["/"], no_tcp=False)
+    """Show that every part holds here: namespaces, the Landlock ruleset (the root folder can no
+    longer be read) and the seccomp filter (no unix socket can be made)."""
+    enter_namespaces()
+    loopback_up()
+    child = os.fork()
+    if child == 0:
+        os._exit(_probe_inside())
+    _, status = os.waitpid(child, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+def _probe_inside() -> int:
+    try:
+        abi = restrict(write=[], hide=["/"], no_tcp=False)
+        install_seccomp()
+    except (SandboxError, OSError) as exc:
+        print(f"landlock sandbox cannot be set up here: {exc}", file=sys.stderr)
+        return 1
     try:
         os.listdir("/etc")
     except PermissionError:
-        print(f"landlock ABI {abi} enforced")
+        pass
+    else:
+        print(f"landlock ABI {abi} accepted the ruleset but /etc is still readable", file=sys.stderr)
+        return 1
+    try:
+        socket.socket(socket.AF_UNIX).close()
+    except PermissionError:
+        print(f"landlock ABI {abi} enforced, in PID and network namespaces, without unix sockets", flush=True)
         return 0
-    print(f"landlock ABI {abi} accepted the ruleset but /etc is still readable", file=sys.stderr)
+    print("the seccomp filter was installed but unix sockets can still be made", file=sys.stderr)
     return 1
+
+
+# --- namespaces: a PID namespace so every descendant dies with the mission, a network
+# namespace so the host's loopback is out of reach --------------------------------------------
+
+_CLONE_NEWNET, _CLONE_NEWPID, _CLONE_NEWUSER = 0x40000000, 0x20000000, 0x10000000
+_SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
+_FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+def enter_namespaces() -> None:
+    """Move into a new network namespace, and make the next child the init of a new PID namespace.
+    Root does it directly; anyone else first enters a user namespace mapping their own ids."""
+    uid, gid = os.geteuid(), os.getegid()
+    if uid != 0:
+        _unshare(_CLONE_NEWUSER, "a user namespace (kernel.unprivileged_userns_clone=0?)")
+        _write("/proc/self/setgroups", "deny")
+        _write("/proc/self/uid_map", f"{uid} {uid} 1")
+        _write("/proc/self/gid_map", f"{gid} {gid} 1")
+    _unshare(_CLONE_NEWNET | _CLONE_NEWPID, "network and PID namespaces")
+
+
+def _unshare(flags: int, what: str) -> None:
+    if _libc.unshare(ctypes.c_int(flags)) != 0:
+        raise SandboxError(f"cannot create {what}: {os.strerror(ctypes.get_errno())}")
+
+
+def _write(path: str, text: str) -> None:
+    try:
+        with open(path, "w") as f:
+            f.write(text)
+    except OSError as exc:
+        raise SandboxError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def loopback_up() -> None:
+    """The new namespace's own loopback, for programs that talk to themselves (a test server)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        flags = struct.unpack("16sH", fcntl.ioctl(sock, _SIOCGIFFLAGS, struct.pack("16sH", b"lo", 0)))[1]
+        fcntl.ioctl(sock, _SIOCSIFFLAGS, struct.pack("16sH", b"lo", flags | _IFF_UP))
+
+
+def run_init(command: list[str], restriction: dict[str, object], go_fd: int | None) -> int:
+    """PID 1 of the mission's PID namespace: wait for the network, start the program, reap
+    orphans, and exit with the program. When PID 1 exits the kernel kills every process left
+    in the namespace, however it detached itself (setsid, double fork)."""
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)  # the outer wrapper killed: so is the whole namespace
+    if go_fd is not None:
+        try:
+            go = os.read(go_fd, 1)
+        finally:
+            os.close(go_fd)
+        if go != b"1":
+            raise SandboxError("the worker did not finish setting up the network")
+    program = os.fork()
+    if program == 0:
+        try:
+            restrict(**restriction)  # type: ignore[arg-type]
+            install_seccomp()
+            os.execvp(command[0], command)
+        except SandboxError as exc:
+            print(f"ua-vp sandbox (landlock): {exc}; the program was not started", file=sys.stderr)
+            os._exit(126)
+        except OSError as exc:
+            print(f"ua-vp sandbox (landlock): cannot start {command[0]!r}: {exc.strerror}", file=sys.stderr)
+            os._exit(127)
+    for sig in _FORWARDED:
+        signal.signal(sig, lambda signum, _frame: _forward(program, signum))
+    while True:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            return 0
+        except InterruptedError:
+            continue
+        if pid == program:
+            # A signal's death cannot be passed on: the init of a namespace ignores its own signals.
+            return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+
+
+def _forward(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signum)
+
+
+def supervise(child: int, info_fd: int | None) -> int:
+    """The wrapper outside the namespaces: report the init's pid, pass signals on, exit with it."""
+    if info_fd is not None:
+        os.write(info_fd, json.dumps({"child-pid": child}).encode())
+        os.close(info_fd)
+    for sig in _FORWARDED:
+        signal.signal(sig, lambda signum, _frame: _forward(child, signum))
+    while True:
+        try:
+            _, status = os.waitpid(child, 0)
+        except InterruptedError:
+            continue
+        return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+
+
+# --- seccomp: no unix sockets ---------------------------------------------------------------
+# Landlock cannot stop a connect() to a named unix socket (a PostgreSQL or Docker socket
+# elsewhere on the host). socket(AF_UNIX) is refused instead; socketpair() still works, which is
+# what programs use to talk to their own children. io_uring is refused too: it can make sockets
+# without the socket() system call.
+
+_AUDIT_ARCH = {"x86_64": (0xC000003E, 41, 425), "aarch64": (0xC00000B7, 198, 425)}
+"""machine: (AUDIT_ARCH_*, __NR_socket, __NR_io_uring_setup)."""
+_X32_BIT = 0x40000000
+_BPF_LD_W_ABS, _BPF_JEQ_K, _BPF_JGE_K, _BPF_RET_K = 0x20, 0x15, 0x35, 0x06
+_SECCOMP_RET_ALLOW, _SECCOMP_RET_ERRNO, _SECCOMP_RET_KILL = 0x7FFF0000, 0x00050000, 0x00000000
+_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER = 22, 2
+_EACCES, _ENOSYS = 13, 38
+
+
+class _SockFilter(ctypes.Structure):
+    _fields_ = (("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8), ("k", ctypes.c_uint32))
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = (("len", ctypes.c_uint16), ("filter", ctypes.POINTER(_SockFilter)))
+
+
+def seccomp_program(machine: str) -> list[tuple[int, int, int, int]]:
+    """The filter as (code, jt, jf, k) instructions; :class:`SandboxError` on an unknown machine."""
+    if machine not in _AUDIT_ARCH:
+        raise SandboxError(f"no seccomp filter for machine {machine!r}: unix sockets could not be refused")
+    arch, nr_socket, nr_uring = _AUDIT_ARCH[machine]
+    return [
+        (_BPF_LD_W_ABS, 0, 0, 4),  # seccomp_data.arch
+        (_BPF_JEQ_K, 1, 0, arch),
+        (_BPF_RET_K, 0, 0, _SECCOMP_RET_KILL),  # another ABI (i386 on x86_64): no way around the filter
+        (_BPF_LD_W_ABS, 0, 0, 0),  # seccomp_data.nr
+        (_BPF_JGE_K, 0, 1, _X32_BIT),
+        (_BPF_RET_K, 0, 0, _SECCOMP_RET_KILL),  # x32 system call numbers
+        (_BPF_JEQ_K, 0, 1, nr_uring),
+        (_BPF_RET_K, 0, 0, _SECCOMP_RET_ERRNO | _ENOSYS),
+        (_BPF_JEQ_K, 0, 3, nr_socket),
+        (_BPF_LD_W_ABS, 0, 0, 16),  # seccomp_data.args[0], low half: the address family
+        (_BPF_JEQ_K, 0, 1, socket.AF_UNIX),
+        (_BPF_RET_K, 0, 0, _SECCOMP_RET_ERRNO | _EACCES),
+        (_BPF_RET_K, 0, 0, _SECCOMP_RET_ALLOW),
+    ]
+
+
+def seccomp_bytes(machine: str) -> bytes:
+    """The filter as the kernel's ``struct sock_filter`` array (what bwrap's ``--seccomp`` reads)."""
+    return b"".join(struct.pack("=HBBI", *ins) for ins in seccomp_program(machine))
+
+
+def install_seccomp() -> None:
+    program = seccomp_program(os.uname().machine)
+    filters = (_SockFilter * len(program))(*(_SockFilter(*ins) for ins in program))
+    prog = _SockFprog(len(program), filters)
+    # no_new_privs is already set by restrict(); the kernel requires it without CAP_SYS_ADMIN.
+    if _libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0) != 0:
+        raise SandboxError(f"prctl(PR_SET_SECCOMP) failed: {os.strerror(ctypes.get_errno())}")
 
 
 def parse(argv: list[str]) -> dict[str, list[str]]:
     """Options, and the command after ``--``. Not argparse: it would double the wrapper's start-up."""
-    options: dict[str, list[str]] = {"write": [], "protect": [], "hide": [], "flags": [], "command": []}
+    options: dict[str, list[str]] = {
+        "write": [],
+        "protect": [],
+        "hide": [],
+        "info-fd": [],
+        "go-fd": [],
+        "flags": [],
+        "command": [],
+    }
     rest = list(argv)
     while rest:
         arg = rest.pop(0)
@@ -265,11 +459,18 @@ def parse(argv: list[str]) -> dict[str, list[str]]:
             break
         if arg in ("--no-tcp", "--probe"):
             options["flags"].append(arg)
-        elif arg in ("--write", "--protect", "--hide") and rest:
+        elif arg in ("--write", "--protect", "--hide", "--info-fd", "--go-fd") and rest:
             options[arg[2:]].append(rest.pop(0))
         else:
             raise SandboxError(f"unexpected argument {arg!r}; usage: {__doc__.splitlines()[2].strip()}")
     return options
+
+
+def _fd(values: list[str]) -> int | None:
+    try:
+        return int(values[-1]) if values else None
+    except ValueError:
+        raise SandboxError(f"not a file descriptor: {values[-1]!r}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -280,20 +481,30 @@ def main(argv: list[str] | None = None) -> int:
         command = options["command"]
         if not command:
             raise SandboxError("no program to run: give it after --")
-        restrict(
-            write=options["write"],
-            protect=options["protect"],
-            hide=options["hide"],
-            no_tcp="--no-tcp" in options["flags"],
-        )
-    except SandboxError as exc:
+        info_fd, go_fd = _fd(options["info-fd"]), _fd(options["go-fd"])
+        restriction = {
+            "write": options["write"],
+            "protect": options["protect"],
+            "hide": options["hide"],
+            "no_tcp": "--no-tcp" in options["flags"],
+        }
+        enter_namespaces()
+        loopback_up()  # before the pid is reported: slirp4netns configures the namespace after
+    except (SandboxError, OSError) as exc:
         print(f"ua-vp sandbox (landlock): {exc}; the program was not started", file=sys.stderr)
         return 126
-    try:
-        os.execvp(command[0], command)
-    except OSError as exc:
-        print(f"ua-vp sandbox (landlock): cannot start {command[0]!r}: {exc.strerror}", file=sys.stderr)
-        return 127
+    init = os.fork()
+    if init == 0:
+        code = 126
+        try:
+            code = run_init(command, restriction, go_fd)
+        except (SandboxError, OSError) as exc:
+            print(f"ua-vp sandbox (landlock): {exc}; the program was not started", file=sys.stderr)
+        finally:
+            os._exit(code)
+    if go_fd is not None:
+        os.close(go_fd)
+    return supervise(init, info_fd)
 
 
 if __name__ == "__main__":

@@ -274,7 +274,7 @@ class Worker:
             if reason == "cancelled":
                 status, error = Status.CANCELLED, {"code": "cancelled", "message": "cancelled on request"}
             elif reason == "budget_exceeded":
-                limit = mission.budget.get("max_seconds")
+                limit = self._max_seconds(mission)
                 status, error = (
                     Status.FAILED,
                     {"code": "budget_exceeded", "message": f"budget.max_seconds={limit} ran out"},
@@ -313,8 +313,7 @@ class Worker:
             # the loop, which in the in-process lane is the whole API.
             await asyncio.to_thread(self.registry.check_mission, mission, "worker", workspace=workspace)
             home = await asyncio.to_thread(attempts.fresh_home, self.settings.homes_root, mission)
-            max_seconds = mission.budget.get("max_seconds")
-            deadline = time.monotonic() + float(max_seconds) if max_seconds else None
+            deadline = time.monotonic() + self._max_seconds(mission)
 
             def emit(kind: str, payload: dict[str, Any]) -> None:
                 if len(run.progress) < PROGRESS_MAX_PER_FLUSH:
@@ -351,6 +350,9 @@ class Worker:
                 # Shielded: a second cancellation must not leave the home (and its credentials) behind.
                 await asyncio.shield(asyncio.to_thread(attempts.remove_home, home))
 
+    def _max_seconds(self, mission: Mission) -> float:
+        return float(mission.budget.get("max_seconds") or self.settings.mission_max_seconds)
+
     def _supervisor_ended(self, run: Running, task: asyncio.Task[None], mlog: Any) -> None:
         if not task.cancelled() and task.exception() is not None:
             mlog.error("supervisor_failed", error=repr(task.exception()))
@@ -359,8 +361,7 @@ class Worker:
     async def _supervise(self, run: Running, token: str) -> None:
         """Heartbeat every TTL/3, flush progress, enforce the time budget."""
         assert self.heartbeat_interval is not None
-        max_seconds = run.mission.budget.get("max_seconds")
-        deadline = time.monotonic() + float(max_seconds) if max_seconds else None
+        deadline: float | None = time.monotonic() + self._max_seconds(run.mission)
         next_beat = time.monotonic() + self.heartbeat_interval
         while True:
             now = time.monotonic()

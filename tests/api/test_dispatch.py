@@ -165,3 +165,26 @@ def test_oversize_body_without_content_length_is_413(make_client: MakeClient) ->
 
     r = client.post(DISPATCH, content=chunks(), headers={"Content-Type": "application/json"})
     assert_error(r, 413, "request_too_large")
+
+
+@pytest.mark.parametrize("network", ["disabled", "0", "blocked", {"enabled": False}, 0, 1, [], ""])
+def test_an_unknown_network_spelling_is_refused_never_run_connected(
+    client: TestClient[Any], store: MissionStore, network: Any
+) -> None:
+    # M2: these used to leave the network on.
+    before = written(store)
+    r = client.post(DISPATCH, json={**SEED_BODY, "constraints": {"network": network}})
+    error = assert_error(r, 400, "invalid_constraint")
+    assert "constraints.network" in error["message"] and "'off'" in error["message"]
+    assert written(store) == before
+
+
+@pytest.mark.parametrize(("network", "allowed"), [(False, False), (" OFF", False), ("deny", False), ("on", True)])
+def test_the_documented_network_spellings_are_accepted(
+    client: TestClient[Any], store: MissionStore, network: Any, allowed: bool
+) -> None:
+    from ua_vp.sandbox import network_allowed
+
+    r = client.post(DISPATCH, json={**SEED_BODY, "constraints": {"network": network}})
+    assert r.status_code == 201, r.text
+    assert network_allowed(store.get(r.json()["mission"]["mission_id"]).constraints) is allowed

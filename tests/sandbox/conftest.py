@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import uuid
@@ -90,12 +91,15 @@ def snapshot(root: Path, skip: Iterable[Path]) -> dict[str, str]:
             if path in skipped:
                 continue
             rel = str(path.relative_to(root))
-            if path.is_symlink():
+            mode = path.lstat().st_mode
+            if stat.S_ISLNK(mode):
                 seen[rel] = f"link -> {os.readlink(path)}"
-            elif path.is_dir():
+            elif stat.S_ISDIR(mode):
                 seen[rel] = "dir"
-            else:
+            elif stat.S_ISREG(mode):
                 seen[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+            else:  # never opened: a FIFO would block the test
+                seen[rel] = f"special {stat.S_IFMT(mode):o}"
     return seen
 
 
@@ -371,6 +375,82 @@ def listening_port() -> Iterator[int]:
     server.listen(8)
     yield server.getsockname()[1]
     server.close()
+
+
+GREETING = "hello from the stand-in internet"
+_SERVER = f"""
+import socket, sys
+server = socket.create_server((sys.argv[1], int(sys.argv[2])))
+print("ready", flush=True)
+while True:
+    conn, _ = server.accept()
+    conn.sendall(b"{GREETING}\\n")
+    conn.close()
+"""
+
+
+@dataclass(frozen=True)
+class Internet:
+    """A TCP server on a 10.x address that only a network namespace of the test's own holds."""
+
+    address: str
+    port: int
+
+
+@pytest.fixture(scope="session")
+def internet() -> Iterator[Internet]:
+    """The internet for tests: a namespace joined to the host by a veth pair, a server inside it.
+    Never a real outside address. Needs root and iproute2 (.ci/run installs it)."""
+    import random
+
+    why = "needs root" if os.geteuid() != 0 else "needs iproute2's ip" if shutil.which("ip") is None else ""
+    if why:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"the stand-in internet {why} under CI=true")
+        pytest.skip(f"the stand-in internet {why}")
+    tag = uuid.uuid4().hex[:6]
+    ns, host_if, ns_if = f"uavp-net-{tag}", f"uvh{tag}", f"uvn{tag}"
+    prefix = f"10.213.{random.randrange(256)}.{random.randrange(0, 252, 4)}".rsplit(".", 1)
+    host_ip, ns_ip = f"{prefix[0]}.{int(prefix[1]) + 1}", f"{prefix[0]}.{int(prefix[1]) + 2}"
+
+    def ip(*args: str) -> None:
+        subprocess.run(["ip", *args], check=True, capture_output=True, timeout=30)
+
+    ip("netns", "add", ns)
+    server = None
+    try:
+        ip("link", "add", host_if, "type", "veth", "peer", "name", ns_if)
+        ip("link", "set", ns_if, "netns", ns)
+        ip("addr", "add", f"{host_ip}/30", "dev", host_if)
+        ip("link", "set", host_if, "up")
+        ip("-n", ns, "addr", "add", f"{ns_ip}/30", "dev", ns_if)
+        ip("-n", ns, "link", "set", ns_if, "up")
+        server = subprocess.Popen(
+            ["ip", "netns", "exec", ns, sys.executable, "-c", _SERVER, ns_ip, "8080"], stdout=subprocess.PIPE
+        )
+        assert server.stdout is not None and server.stdout.readline().strip() == b"ready"
+        yield Internet(ns_ip, 8080)
+    finally:
+        if server is not None:
+            server.kill()
+            server.wait()
+        subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)  # takes the veth pair along
+
+
+@pytest.fixture
+def unix_listener(scene: Scene) -> Iterator[dict[str, str]]:
+    """A named unix socket on the host (the shape of PostgreSQL's or Docker's) and an abstract one."""
+    import socket
+
+    named, abstract = socket.socket(socket.AF_UNIX), socket.socket(socket.AF_UNIX)
+    path = scene.outside / ".s.PGSQL.5432"
+    named.bind(str(path))
+    abstract.bind(f"\0{scene.marker}")
+    for sock in (named, abstract):
+        sock.listen(8)
+    yield {"named": str(path), "abstract": f"@{scene.marker}"}
+    named.close()
+    abstract.close()
 
 
 def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None:

@@ -12,7 +12,11 @@ attempts; each prints one JSON line ``{"op", "target", "ok", "error", "result"}`
     ["once", PATH]             on a later run (PATH exists) stop here with exit 0; else create PATH
     ["env"]                    the environment it was given
     ["tempfile"]               create a file through tempfile (TMPDIR)
-    ["connect", HOST, PORT]    open a TCP connection
+    ["connect", HOST, PORT]    open a TCP connection; the first line the server says, if any
+    ["udp", HOST, PORT]        send a UDP datagram
+    ["unix", PATH]             connect to a unix socket (a leading "@" means an abstract one)
+    ["survivors", MARKER]      leave a setsid child and a double-forked grandchild sleeping, MARKER in
+                               their command lines, and go on (the mission may end with them running)
     ["family", PIDFILE, N]     start N sleeping children, then write "done" to PIDFILE
     ["setsid", PIDFILE]        start a child in a session of its own, then write "done"
     ["await", PATH]            wait until PATH exists
@@ -65,8 +69,28 @@ def attempt(op: str, *args: Any) -> Any:
         os.close(fd)
         return path
     if op == "connect":
-        with socket.create_connection((args[0], int(args[1])), timeout=5):
-            return None
+        with socket.create_connection((args[0], int(args[1])), timeout=5) as conn:
+            conn.settimeout(2)
+            try:
+                return conn.recv(100).decode() or None
+            except TimeoutError:
+                return None
+    if op == "udp":
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.sendto(b"hello", (args[0], int(args[1])))
+        return None
+    if op == "unix":
+        address = "\0" + args[0][1:] if args[0].startswith("@") else args[0]
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(5)
+            sock.connect(address)
+        return None
+    if op == "survivors":
+        sleeper = [sys.executable, "-c", "import time; time.sleep(600)", args[0]]
+        subprocess.Popen(sleeper, start_new_session=True)
+        # The double fork: a child that starts the sleeper and exits at once, orphaning it.
+        subprocess.run([sys.executable, "-c", f"import subprocess; subprocess.Popen({sleeper!r})"], check=True)
+        return None
     if op in ("family", "setsid"):
         n = int(args[1]) if op == "family" else 1
         sleeper = [sys.executable, "-c", "import time; time.sleep(600)"]

@@ -15,7 +15,7 @@ from ua_vp.runtimes import command
 from ua_vp.runtimes.common import list_artifacts, write_new_file
 from ua_vp.runtimes.environment import XDG_DIRS
 
-from .conftest import SECRETS, Scene, backend_or_skip, make_mission, snapshot
+from .conftest import GREETING, SECRETS, Internet, Scene, backend_or_skip, make_mission, snapshot, wait_for
 
 
 @pytest.fixture(params=["none", "bwrap", "landlock"])
@@ -189,3 +189,103 @@ def test_c1_a_mission_home_is_removed_without_following_links_out_of_it(scene: S
     before = snapshot(scene.outside, [])
     in_thread(attempts.remove_home, home)
     assert not os.path.lexists(home) and snapshot(scene.outside, []) == before
+
+
+# --- C2, M2, H4: the network and the host's sockets ----------------------------------------------
+
+
+def test_c2_the_agent_reaches_the_internet_but_not_the_hosts_loopback(
+    scene: Scene, backend: str, internet: Internet, listening_port: int
+) -> None:
+    report, proc = scene.run(
+        scene.sandbox(sandbox=backend),
+        [
+            ["connect", internet.address, internet.port],  # the positive control: model APIs stay reachable
+            ["connect", "127.0.0.1", listening_port],  # where the ops API and a local PostgreSQL listen
+            ["connect", "10.0.2.2", listening_port],  # slirp's alias of the host's loopback
+        ],
+    )
+    assert proc.exit_code == 0, proc.stderr_tail
+    out, loopback, alias = report
+    assert out["ok"] and out["result"].strip() == GREETING, out
+    assert not loopback["ok"] and not alias["ok"], report
+    assert scene.of_kind("sandbox")[0]["private_network"] is True
+
+
+@pytest.mark.parametrize("spelling", [False, "off"])
+def test_m2_a_mission_without_network_has_none_at_all(
+    scene: Scene, backend: str, internet: Internet, spelling: object
+) -> None:
+    report, proc = scene.run(
+        scene.sandbox(sandbox=backend),
+        [["connect", internet.address, internet.port], ["udp", internet.address, internet.port]],
+        constraints={"network": spelling},
+    )
+    assert proc.exit_code == 0, proc.stderr_tail
+    assert [line["ok"] for line in report] == [False, False], report  # TCP and UDP alike
+
+
+@pytest.mark.parametrize("network", [True, False])
+def test_h4_no_host_unix_socket_answers(
+    scene: Scene, backend: str, unix_listener: dict[str, str], network: bool
+) -> None:
+    report, proc = scene.run(
+        scene.sandbox(sandbox=backend),
+        [["unix", unix_listener["named"]], ["unix", unix_listener["abstract"]]],
+        constraints={"network": network},
+    )
+    assert proc.exit_code == 0, proc.stderr_tail
+    assert [line["ok"] for line in report] == [False, False], report
+
+
+# --- H3: survivors ----------------------------------------------------------------------------------
+
+
+def test_h3_no_process_outlives_a_mission_that_ended_on_its_own(scene: Scene, backend: str) -> None:
+    report, proc = scene.run(scene.sandbox(sandbox=backend), [["survivors", scene.marker]])
+    assert proc.exit_code == 0 and report[0]["ok"], (report, proc.stderr_tail)
+    wait_for(lambda: not processes_with(scene.marker), 5, "the setsid and double-forked sleepers to be gone")
+
+
+def processes_with(marker: str) -> list[int]:
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                raw = Path(f"/proc/{name}/cmdline").read_bytes()
+                state = Path(f"/proc/{name}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
+            except (OSError, IndexError):
+                continue
+            if marker.encode() in raw and state not in (b"Z", b"X"):
+                found.append(int(name))
+    return found
+
+
+# --- H4, item 4: hidden by default -----------------------------------------------------------------
+
+
+def test_h4_the_env_file_database_and_root_only_secrets_are_hidden_even_read_only(
+    scene: Scene, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    worker_dir = scene.tmp / "worker-cwd"
+    worker_dir.mkdir()
+    (worker_dir / ".env").write_text("UA_VP_OPENAI_API_KEY=sk-dotenv-secret\n")
+    db_dir = scene.tmp / "db"
+    db_dir.mkdir()
+    (db_dir / "missions.db").write_text("every mission's objective and result\n")
+    monkeypatch.chdir(worker_dir)
+    box = scene.sandbox(
+        sandbox=backend, sandbox_protected="read-only", database_url=f"sqlite:///{db_dir / 'missions.db'}"
+    )
+    targets = [worker_dir / ".env", db_dir / "missions.db", Path("/etc/shadow")]
+    report, proc = scene.run(box, [["read", str(t)] for t in targets] + [["write", str(db_dir / "missions.db")]])
+    assert proc.exit_code == 0, proc.stderr_tail
+    assert [line["ok"] for line in report] == [False] * 4, report
+    assert (db_dir / "missions.db").read_text() == "every mission's objective and result\n"
+
+
+def test_h4_a_handoff_root_holding_the_database_is_a_config_error(scene: Scene) -> None:
+    from ua_vp.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"UA_VP_HANDOFF_ROOT .* contains the database"):
+        scene.sandbox(database_url=f"sqlite:///{scene.handoff / 'ua_vp.db'}")

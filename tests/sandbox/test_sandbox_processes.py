@@ -19,7 +19,6 @@ from .conftest import (
     PYTHON,
     Scene,
     alive,
-    backend_or_skip,
     descendants,
     group_members,
     make_mission,
@@ -100,8 +99,9 @@ def test_read_only_protection_lets_reads_through_but_no_writes(scene: Scene, bac
     ]
     before = snapshot(scene.tmp, [scene.workspace, scene.home])
     report, _ = scene.run(box, attempts)
-    assert [line["ok"] for line in report] == [True, True, False, False]
-    assert report[0]["result"] == "UA_VP_OPS_TOKEN=project-secret\n"
+    # Its .env stays hidden even so: .env files are hidden whatever UA_VP_SANDBOX_PROTECTED says.
+    assert [line["ok"] for line in report] == [False, True, False, False]
+    assert report[1]["result"] == "state secret\n"
     assert snapshot(scene.tmp, [scene.workspace, scene.home]) == before
 
 
@@ -124,16 +124,6 @@ def test_a_protected_root_inside_the_handoff_root_stays_protected(scene: Scene, 
     # entry by entry around the protected one: its top level takes no new files (documented).
     assert [line["ok"] for line in report] == [False, False, True, backend == "bwrap"]
     assert (locked / "keep.txt").read_text() == "keep\n"
-
-
-def test_no_network_when_the_mission_says_so(scene: Scene, backend: sandbox.Backend, listening_port: int) -> None:
-    box = scene.sandbox(sandbox=backend)
-    connect = [["connect", "127.0.0.1", listening_port]]
-    connected, _ = scene.run(box, connect)
-    cut, _ = scene.run(box, connect, constraints={"network": False})
-    assert connected[0]["ok"] is True
-    assert cut[0]["ok"] is False
-    assert [e["network"] for e in scene.of_kind("sandbox")] == [True, False]
 
 
 @pytest.mark.parametrize("how", ["cancel", "output_budget"])
@@ -174,8 +164,8 @@ def test_stopping_a_sandboxed_mission_leaves_no_process(scene: Scene, backend: s
     assert not group_members(leader), "its process group still has members"
 
 
-def test_bwrap_also_ends_a_process_that_left_the_group(scene: Scene) -> None:
-    box = scene.sandbox(sandbox=backend_or_skip("bwrap"))
+def test_a_process_that_left_the_group_ends_too(scene: Scene, backend: sandbox.Backend) -> None:
+    box = scene.sandbox(sandbox=backend)
     done = scene.workspace / "setsid.done"
     attempts = [["setsid", str(done)], ["sleep"]]
     ctx = scene.ctx(box, make_mission(json.dumps(attempts)))

@@ -36,6 +36,8 @@ from ua_vp.runtimes.environment import child_env, prepare_home
 
 if TYPE_CHECKING:
     from ua_vp.profiles import MissionContext
+    from ua_vp.sandbox import Command
+    from ua_vp.sandbox_net import PrivateNetwork
 
 log = structlog.get_logger(__name__)
 
@@ -163,7 +165,24 @@ async def run_process(
     killed and :class:`BudgetExceeded` raised.
     """
     program = Path(argv[0]).name
-    proc = await _spawn(argv, ctx, env, pass_env, setting)
+    proc, network = await _spawn(argv, ctx, env, pass_env, setting)
+    try:
+        return await _supervise(proc, network, ctx, program, on_stdout, on_stderr, check, term_grace)
+    finally:
+        if network is not None:
+            await network.close()
+
+
+async def _supervise(
+    proc: asyncio.subprocess.Process,
+    network: PrivateNetwork | None,
+    ctx: MissionContext,
+    program: str,
+    on_stdout: LineHandler,
+    on_stderr: LineHandler | None,
+    check: bool,
+    term_grace: float,
+) -> ProcessResult:
     # start_new_session made the child a session and group leader: its pgid is its pid.
     pgid = proc.pid
     started = time.monotonic()
@@ -183,6 +202,9 @@ async def run_process(
         ),
     ]
     try:
+        if network is not None:
+            # The program waits for this before it starts; its output is already being read.
+            await network.attach()
         pending: set[asyncio.Future[Any]] = {waiter, *pumps}
         while not waiter.done():
             done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
@@ -231,35 +253,46 @@ async def _spawn(
     env: Mapping[str, str] | None,
     pass_env: Collection[str],
     setting: str | None,
-) -> asyncio.subprocess.Process:
+) -> tuple[asyncio.subprocess.Process, PrivateNetwork | None]:
     if not ctx.workspace.is_dir():
         # Checked first so a missing cwd is not reported as a missing program.
         raise RuntimeFailed(f"mission workspace {ctx.workspace} does not exist", workspace=str(ctx.workspace))
     home = mission_home(ctx)
     await asyncio.to_thread(prepare_home, home)
     variables = child_env(home=home, pass_env=pass_env, agent_env=ctx.settings.agent_env, values=env)
+    command: Command | None = None
     if ctx.sandbox is not None:
-        argv, variables = _sandboxed(argv, ctx, variables, setting)
+        command = _sandboxed(argv, ctx, variables, setting)
+        argv, variables = command.argv, {**variables, **command.env}
+    network = command.network if command else None
     try:
-        return await asyncio.create_subprocess_exec(
+        proc = await asyncio.create_subprocess_exec(
             *argv,
             cwd=ctx.workspace,
-            stdin=asyncio.subprocess.DEVNULL,
+            stdin=network.go_r if network and command and command.stdin_go else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             start_new_session=True,
             env=variables,
+            pass_fds=command.pass_fds if command else (),
         )
-    except (FileNotFoundError, PermissionError) as exc:
-        raise _cannot_start(argv[0], exc.strerror or str(exc), setting) from None
-    except OSError as exc:
-        raise RuntimeFailed(f"cannot start {argv[0]!r}: {exc}", program=argv[0]) from None
+    except BaseException as exc:
+        if command is not None:
+            command.started()
+        if network is not None:
+            await network.close()
+        if isinstance(exc, FileNotFoundError | PermissionError):
+            raise _cannot_start(argv[0], exc.strerror or str(exc), setting) from None
+        if isinstance(exc, OSError):
+            raise RuntimeFailed(f"cannot start {argv[0]!r}: {exc}", program=argv[0]) from None
+        raise
+    if command is not None:
+        command.started()
+    return proc, network
 
 
-def _sandboxed(
-    argv: Sequence[str], ctx: MissionContext, env: dict[str, str], setting: str | None
-) -> tuple[list[str], dict[str, str]]:
-    """``argv`` and ``env`` wrapped in the mission's sandbox; records which one in a ``sandbox`` event."""
+def _sandboxed(argv: Sequence[str], ctx: MissionContext, env: dict[str, str], setting: str | None) -> Command:
+    """``argv`` wrapped in the mission's sandbox; records which one in a ``sandbox`` event."""
     assert ctx.sandbox is not None
     if ctx.sandbox.sandboxed:
         # Found here, not by the sandbox: a missing program must stay a ConfigError naming
@@ -271,7 +304,7 @@ def _sandboxed(
     ctx.emit("sandbox", command.record)
     if not ctx.sandbox.sandboxed:
         ctx.log.warning("mission_unsandboxed", reason=ctx.sandbox.reason)
-    return command.argv, {**env, **command.env}
+    return command
 
 
 def _find_program(program: str, ctx: MissionContext, path: str | None, setting: str | None) -> str:

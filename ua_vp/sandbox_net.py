@@ -1,0 +1,146 @@
+"""A mission's private network: its own network namespace, with user-mode outbound
+networking from ``slirp4netns`` and no way back to the host's loopback.
+
+Both backends start the program in a fresh network namespace. For a mission that
+may use the network, the sandbox reports the pid of a process inside that namespace
+on an *info* pipe and then waits on a *go* pipe before it starts the program; the
+worker meanwhile attaches ``slirp4netns --configure --disable-host-loopback`` to
+that pid (a ``tap0`` at 10.0.2.100 with a default route, DNS at 10.0.2.3) and
+writes *go* once slirp4netns says it is ready. ``--disable-host-loopback`` is what
+keeps 10.0.2.2 (slirp's alias of the host's 127.0.0.1) unreachable, so neither the
+ops API nor a PostgreSQL on localhost answer. A mission without network gets the
+namespace with only its own loopback: no TCP, no UDP, nothing out.
+
+slirp4netns ends when its *exit* pipe closes: when the mission's process ends, or
+when the worker dies, whichever comes first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+
+from ua_vp.errors import RuntimeFailed
+
+SETUP_SECONDS = 10.0
+"""How long the sandbox may take to report its pid, and slirp4netns to be ready."""
+TAP = "tap0"
+
+
+def slirp_binary() -> str | None:
+    return shutil.which("slirp4netns")
+
+
+@dataclass
+class PrivateNetwork:
+    """The pipes of one handshake; :meth:`attach` runs the worker's side of it."""
+
+    info_r: int
+    info_w: int
+    go_r: int
+    go_w: int
+    slirp: asyncio.subprocess.Process | None = field(default=None, init=False)
+    _exit_w: int | None = field(default=None, init=False)
+    _closed: set[int] = field(default_factory=set, init=False)
+    """Closed by us already: an fd number is reused at once, and a second close would hit another file."""
+
+    @classmethod
+    def open(cls) -> PrivateNetwork:
+        info_r, info_w = os.pipe()
+        go_r, go_w = os.pipe()
+        for fd in (info_r, go_w):
+            os.set_inheritable(fd, False)
+        return cls(info_r, info_w, go_r, go_w)
+
+    @property
+    def child_fds(self) -> tuple[int, int]:
+        """The ends the sandbox inherits: it writes its pid to the first and waits on the second."""
+        return self.info_w, self.go_r
+
+    def started(self) -> None:
+        """The sandbox has its ends now; ours must go, so its death reads as end-of-file."""
+        for fd in self.child_fds:
+            self._close(fd)
+
+    def _close(self, fd: int) -> None:
+        if fd not in self._closed:
+            self._closed.add(fd)
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    async def attach(self) -> int:
+        """Give the sandbox its network, then let it start the program; the namespace's pid."""
+        try:
+            pid = await asyncio.wait_for(asyncio.to_thread(_read_child_pid, self.info_r), SETUP_SECONDS)
+            # bwrap reports the pid before it configures the namespace's loopback, and fails if
+            # slirp4netns configured it first: wait until the loopback has its address.
+            await asyncio.wait_for(_loopback_configured(pid), SETUP_SECONDS)
+            ready_r, ready_w = os.pipe()
+            exit_r, self._exit_w = os.pipe()
+            os.set_inheritable(self._exit_w, False)
+            try:
+                self.slirp = await asyncio.create_subprocess_exec(
+                    slirp_binary() or "slirp4netns",
+                    "--configure",
+                    "--disable-host-loopback",
+                    "--ready-fd",
+                    str(ready_w),
+                    "--exit-fd",
+                    str(exit_r),
+                    str(pid),
+                    TAP,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.DEVNULL,
+                    stderr=asyncio.subprocess.DEVNULL,
+                    pass_fds=(ready_w, exit_r),
+                )
+            finally:
+                os.close(ready_w)
+                os.close(exit_r)
+            try:
+                ready = await asyncio.wait_for(asyncio.to_thread(os.read, ready_r, 1), SETUP_SECONDS)
+            finally:
+                os.close(ready_r)
+            if ready != b"1":
+                raise RuntimeFailed("slirp4netns exited before the mission's network was ready", pid=pid)
+            os.write(self.go_w, b"1\n")  # a whole line: the shell's read wants one
+            return pid
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise RuntimeFailed(f"the mission's private network could not be set up: {exc!r}") from None
+        finally:
+            self._close(self.go_w)
+
+    async def close(self) -> None:
+        """Stop slirp4netns (closing its exit pipe) and reap it; close every pipe still open."""
+        for fd in (self.info_r, self.go_w, *self.child_fds):
+            self._close(fd)
+        if self._exit_w is not None:
+            self._close(self._exit_w)
+            self._exit_w = None
+        if self.slirp is not None and self.slirp.returncode is None:
+            try:
+                await asyncio.wait_for(self.slirp.wait(), 2.0)
+            except TimeoutError:
+                self.slirp.kill()
+                await self.slirp.wait()
+
+
+async def _loopback_configured(pid: int) -> None:
+    while True:
+        with open(f"/proc/{pid}/net/fib_trie", "rb") as f:  # the namespace's routing tables
+            if b"127.0.0.1" in f.read():
+                return
+        await asyncio.sleep(0.001)
+
+
+def _read_child_pid(fd: int) -> int:
+    data = b""
+    while chunk := os.read(fd, 4096):
+        data += chunk
+        with contextlib.suppress(ValueError):
+            return int(json.loads(data)["child-pid"])
+    raise ValueError(f"the sandbox ended before it reported its pid (it said {data[:200]!r})")
