@@ -154,11 +154,18 @@ def dispatch(store: MissionStore, vp_id: str, objective: str, **kw: Any) -> Miss
     return store.enqueue(MissionSpec.create(vp_id=vp_id, objective=objective, **kw)).mission
 
 
-def wait_until(predicate: Callable[[], object], timeout: float, what: str, case: Case) -> None:
+def wait_until(
+    predicate: Callable[[], object],
+    timeout: float,
+    what: str,
+    case: Case,
+    detail: Callable[[], object] | None = None,
+) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{case.logs()[-6000:]}")
+            shown = f"\nstill: {detail()}" if detail else ""
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}{shown}\n{case.logs()[-6000:]}")
         if case.proc is not None and case.proc.poll() is not None:
             raise AssertionError(f"the worker exited ({case.proc.returncode}) while waiting for {what}\n{case.logs()}")
         time.sleep(0.05)
@@ -258,7 +265,10 @@ def test_real_agent_edits_its_workspace_keeps_its_budget_and_dies_on_cancel(
 
     # The cancel: every process the CLI started is gone.
     assert mstore.get(hang.mission_id).status == Status.CANCELLED
-    wait_until(lambda: not (set(tree) & set(processes())), 10, "the cancelled CLI's processes to end", case)
+    def survivors() -> dict[int, str]:
+        return {p: tree[p] for p in set(tree) & set(processes())}
+
+    wait_until(lambda: not survivors(), 30, "the cancelled CLI's processes to end", case, detail=survivors)
 
     # No credential in events, results, errors, workspaces or the worker's log.
     for mission in (edit, greedy, hang):
