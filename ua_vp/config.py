@@ -89,6 +89,15 @@ class Settings(BaseSettings):
     that finished more than this many days ago, hourly, as ``ua-vp db prune`` does."""
     mission_max_seconds: float = Field(default=3600.0, gt=0, le=7 * 86_400.0)
     """Time budget of a mission whose ``budget.max_seconds`` is unset: no agent runs unbounded."""
+    mission_memory_mb: int = Field(default=8192, ge=0, le=16 * 1024 * 1024)
+    """Memory of each process tree a mission starts, in MiB (a cgroup where the worker may make one,
+    else per process by RLIMIT_DATA; see ua_vp/limits.py). 0: no limit."""
+    mission_max_pids: int = Field(default=4096, ge=0, le=4_194_304)
+    """Processes and threads of each process tree a mission starts (cgroup only). 0: no limit."""
+    mission_max_file_mb: int = Field(default=4096, ge=0, le=1024 * 1024 * 1024)
+    """Largest file a mission's process may write, in MiB (RLIMIT_FSIZE). 0: no limit."""
+    mission_cpu_seconds: int = Field(default=7200, ge=0, le=365 * 86_400)
+    """CPU time of each process a mission starts, all its threads together (RLIMIT_CPU). 0: no limit."""
     shutdown_grace_seconds: float = Field(default=30.0, ge=0.0, le=3600.0)
     """On SIGTERM/SIGINT, how long running missions may finish before they are cancelled."""
 

@@ -108,6 +108,14 @@ class BudgetExceeded(UaVpError):
     http_status = 422
 
 
+class LimitExceeded(UaVpError):
+    """A mission's processes ran into a per-mission limit (memory, processes, file size, CPU
+    time); ``details`` name the limit and the setting that raises it."""
+
+    code = "limit_exceeded"
+    http_status = 422
+
+
 class RuntimeFailed(UaVpError):
     """A client runtime could not run the mission (exit code, bad output...)."""
 

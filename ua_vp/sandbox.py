@@ -39,25 +39,32 @@ Backends (``UA_VP_SANDBOX``; ``auto`` takes the first that works here, probed on
     no confinement: each process logs ``mission_unsandboxed`` and records a
     ``sandbox`` progress event saying so. CODIE with ``UA_VP_HARD_BLOCK_UA_REPO=1``
     refuses to start with it unless ``UA_VP_ALLOW_UNSANDBOXED=1``.
+
+Under every backend, ``none`` included, the program starts through
+:mod:`ua_vp.sandbox_exec`, which applies the per-mission limits (:mod:`ua_vp.limits`)
+first: as the landlock wrapper itself, and as ``--limits-only`` in front of bwrap
+or of the bare program. With every limit off and no cgroup there is no such wrapper.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import os
 import shutil
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import structlog
 
-from ua_vp import missions
+from ua_vp import limits, missions
 from ua_vp.errors import ConfigError, GuardViolation, InvalidConstraint
+from ua_vp.limits import Applied, Limits
 from ua_vp.sandbox_net import PrivateNetwork, slirp_binary
 
 if TYPE_CHECKING:
@@ -192,9 +199,12 @@ def for_profile(profile: Profile, policy: GuardPolicy, settings: Settings) -> Sa
     workspace_root = policy.workspace_root or (policy.allowed[0] if policy.allowed else None)
     roots_of_missions = [settings.homes_root, *([workspace_root] if workspace_root else [])]
     hidden = [*roots_of_missions, *hidden_by_default(settings, policy)]
+    # A worker that starts no process has nothing to limit: no cgroup probe for it.
+    starts_processes = profile.runtime not in NO_PROCESS_RUNTIMES
     return Sandbox(
         backend=backend,
         reason=reason,
+        limits=limits.from_settings(settings) if starts_processes else Limits(),
         protected=policy.protected,
         writable=tuple(root for root in policy.allowed if root != workspace_root),
         protect=settings.sandbox_protected,
@@ -334,6 +344,8 @@ class Command:
     """Other descriptors the wrapper reads at start; the caller passes them and closes them after."""
     stdin_go: bool = False
     """The wrapper reads the network's go signal on stdin (instead of /dev/null)."""
+    limits: Applied | None = None
+    """The per-mission limits of this process tree; :meth:`finished` removes its cgroups."""
 
     @property
     def pass_fds(self) -> tuple[int, ...]:
@@ -346,6 +358,11 @@ class Command:
                 os.close(fd)
         if self.network is not None:
             self.network.started()
+
+    def finished(self) -> None:
+        """The process tree is gone (or never started): remove its cgroups, killing any stragglers."""
+        if self.limits is not None:
+            self.limits.close()
 
 
 Access = Literal["write", "read-only", "hide"]
@@ -367,25 +384,44 @@ class Sandbox:
     hidden: tuple[Path, ...] = ()
     """Hidden whatever ``protect`` says: the folders holding every mission's workspace and home,
     so a mission sees only its own."""
+    limits: Limits = field(default_factory=Limits)
+    """Memory, processes, file size and CPU time of every process tree a mission starts."""
 
     @property
     def sandboxed(self) -> bool:
         return self.backend != "none"
 
     def command(self, argv: Sequence[str], *, workspace: Path, home: Path, constraints: Mapping[str, Any]) -> Command:
-        """``argv`` wrapped for this backend, run in ``workspace`` with ``home`` writable too.
+        """``argv`` wrapped for this backend and the limits, run in ``workspace`` with ``home`` writable too.
 
         :class:`ConfigError` for a program this sandbox hides; :class:`GuardViolation`
         (rule ``network_unenforceable``) for a mission without network that this
-        backend cannot cut off.
+        backend cannot cut off. The caller calls :meth:`Command.finished` once the process is gone.
         """
+        if not self.sandboxed and not network_allowed(constraints):
+            self._cannot_cut_network("no sandbox is in use")
+        applied = self.limits.start()
+        try:
+            command = self._command(argv, workspace, home, constraints, applied.wrapper_args())
+        except BaseException:
+            applied.close()
+            raise
+        command.record["limits"] = self.limits.record()
+        return dataclasses.replace(command, limits=applied)
+
+    def _command(
+        self,
+        argv: Sequence[str],
+        workspace: Path,
+        home: Path,
+        constraints: Mapping[str, Any],
+        limit_args: list[str],
+    ) -> Command:
         network = network_allowed(constraints)
         record: dict[str, Any] = {"backend": self.backend, "sandboxed": self.sandboxed, "network": network}
         if not self.sandboxed:
-            if not network:
-                self._cannot_cut_network("no sandbox is in use")
             record["warning"] = f"ran unsandboxed: {self.reason}"
-            return Command(list(argv), {}, record)
+            return Command(_with_limits(argv, limit_args), {}, record)
         # The policy's roots are realpaths; the workspace must be one too, or nesting is misjudged.
         workspace = Path(os.path.realpath(workspace))
         rules = self.rules(workspace, Path(os.path.realpath(home)))
@@ -398,10 +434,10 @@ class Sandbox:
         )
         if self.backend == "landlock":
             net = PrivateNetwork.open() if network else None
-            return Command(self._landlock_argv(argv, rules, net), {}, record, net)
+            return Command(self._landlock_argv(argv, rules, net, limit_args), {}, record, net)
         seccomp = _seccomp_fd()
         net = PrivateNetwork.open() if network else None
-        wrapped = self._bwrap_argv(argv, workspace, rules, net, seccomp)
+        wrapped = _with_limits(self._bwrap_argv(argv, workspace, rules, net, seccomp), limit_args)
         return Command(wrapped, {}, record, net, (seccomp,), stdin_go=net is not None)
 
     def rules(self, workspace: Path, home: Path) -> list[tuple[Path, Access]]:
@@ -455,9 +491,9 @@ class Sandbox:
         return [*args, "--info-fd", str(info), "--chdir", str(workspace), "--", shell, "-c", wait, "sh", *argv]
 
     def _landlock_argv(
-        self, argv: Sequence[str], rules: list[tuple[Path, Access]], net: PrivateNetwork | None
+        self, argv: Sequence[str], rules: list[tuple[Path, Access]], net: PrivateNetwork | None, limit_args: list[str]
     ) -> list[str]:
-        args = _landlock_prefix()
+        args = [*_landlock_prefix(), *limit_args]
         flags: dict[Access, str] = {"write": "--write", "read-only": "--protect", "hide": "--hide"}
         for path, access in rules:
             args += [flags[access], str(path)]
@@ -522,6 +558,11 @@ def _seccomp_fd() -> int:
     finally:
         os.close(write)
     return read
+
+
+def _with_limits(argv: Sequence[str], limit_args: list[str]) -> list[str]:
+    """``argv`` started through the limits wrapper; as it is when there is nothing to apply."""
+    return [*_landlock_prefix(), "--limits-only", *limit_args, "--", *argv] if limit_args else list(argv)
 
 
 def _landlock_prefix() -> list[str]:

@@ -1,7 +1,10 @@
 """The ``landlock`` sandbox backend: restrict this process with Landlock, then exec the program.
 
-    python -I -S sandbox_exec.py [--write DIR]... [--protect PATH]... [--hide PATH]... [--no-tcp] -- PROGRAM ARGS...
+    python -I -S sandbox_exec.py [LIMITS] [--write DIR]... [--protect PATH]... [--hide PATH]... [--no-tcp] -- PROGRAM...
+    python -I -S sandbox_exec.py --limits-only [LIMITS] -- PROGRAM ARGS...
     python -I -S sandbox_exec.py --probe
+
+    LIMITS: [--rlimit fsize|cpu|data=SOFT:HARD]... [--cgroup DIR]...
 
 Why a wrapper that execs, not ``preexec_fn``: the worker runs threads (database
 calls go through ``asyncio.to_thread``), and Python code between ``fork`` and
@@ -35,6 +38,14 @@ signal processes outside its sandbox (the worker) or reach abstract unix sockets
 made outside it. ``--no-tcp`` (ABI 4+) denies TCP bind and connect; other
 protocols are not covered. Exit 126 with a message on stderr when the
 restriction cannot be applied: a failure never runs the program unrestricted.
+
+The per-mission limits (:mod:`ua_vp.limits`) are applied here first, under every
+backend: the rlimits are set and the cgroups joined before anything else, and
+both carry over every fork and exec below. ``--limits-only`` applies just them
+and execs (the wrapper of the ``bwrap`` and ``none`` backends). Python ignores
+SIGPIPE and SIGXFSZ, and an ignored signal stays ignored across exec, so both are
+set back to their defaults before the program starts: a program writing past the
+file size limit is then killed by SIGXFSZ, as it would be started from a shell.
 """
 
 from __future__ import annotations
@@ -44,6 +55,7 @@ import ctypes
 import fcntl
 import json
 import os
+import resource
 import signal
 import socket
 import stat
@@ -248,6 +260,35 @@ def _last_capability() -> int:
         return 63
 
 
+_RLIMITS = {"fsize": resource.RLIMIT_FSIZE, "cpu": resource.RLIMIT_CPU, "data": resource.RLIMIT_DATA}
+
+
+def apply_limits(rlimits: list[str], cgroups: list[str]) -> None:
+    """Set each ``NAME=SOFT:HARD`` rlimit and move this process into each cgroup folder."""
+    for spec in rlimits:
+        name, _, values = spec.partition("=")
+        soft, _, hard = values.partition(":")
+        if name not in _RLIMITS or not soft.isdigit() or not hard.isdigit():
+            raise SandboxError(f"not a limit: {spec!r} (NAME=SOFT:HARD, NAME one of {', '.join(_RLIMITS)})")
+        try:
+            resource.setrlimit(_RLIMITS[name], (int(soft), int(hard)))
+        except (OSError, ValueError) as exc:
+            raise SandboxError(f"cannot set the {name} limit to {values}: {exc}") from None
+    for folder in cgroups:
+        try:
+            with open(os.path.join(folder, "cgroup.procs"), "w") as f:
+                f.write(str(os.getpid()))
+        except OSError as exc:
+            raise SandboxError(f"cannot join the mission's cgroup {folder}: {exc.strerror}") from None
+
+
+def exec_program(command: list[str]) -> None:
+    """Exec ``command`` with the signals Python ignores back at their defaults."""
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+        signal.signal(sig, signal.SIG_DFL)
+    os.execvp(command[0], command)
+
+
 def _probe() -> int:
     """Show that every part holds here: namespaces, the Landlock ruleset (the root folder can no
     longer be read) and the seccomp filter (no unix socket can be made)."""
@@ -340,7 +381,7 @@ def run_init(command: list[str], restriction: dict[str, object], go_fd: int | No
         try:
             restrict(**restriction)  # type: ignore[arg-type]
             install_seccomp()
-            os.execvp(command[0], command)
+            exec_program(command)
         except SandboxError as exc:
             print(f"ua-vp sandbox (landlock): {exc}; the program was not started", file=sys.stderr)
             os._exit(126)
@@ -448,6 +489,8 @@ def parse(argv: list[str]) -> dict[str, list[str]]:
         "hide": [],
         "info-fd": [],
         "go-fd": [],
+        "rlimit": [],
+        "cgroup": [],
         "flags": [],
         "command": [],
     }
@@ -457,9 +500,9 @@ def parse(argv: list[str]) -> dict[str, list[str]]:
         if arg == "--":
             options["command"] = rest
             break
-        if arg in ("--no-tcp", "--probe"):
+        if arg in ("--no-tcp", "--probe", "--limits-only"):
             options["flags"].append(arg)
-        elif arg in ("--write", "--protect", "--hide", "--info-fd", "--go-fd") and rest:
+        elif arg in ("--write", "--protect", "--hide", "--info-fd", "--go-fd", "--rlimit", "--cgroup") and rest:
             options[arg[2:]].append(rest.pop(0))
         else:
             raise SandboxError(f"unexpected argument {arg!r}; usage: {__doc__.splitlines()[2].strip()}")
@@ -473,6 +516,19 @@ def _fd(values: list[str]) -> int | None:
         raise SandboxError(f"not a file descriptor: {values[-1]!r}") from None
 
 
+def _limits_only(rlimits: list[str], cgroups: list[str], command: list[str]) -> int:
+    try:
+        apply_limits(rlimits, cgroups)
+    except SandboxError as exc:
+        print(f"ua-vp limits: {exc}; the program was not started", file=sys.stderr)
+        return 126
+    try:
+        exec_program(command)
+    except OSError as exc:
+        print(f"ua-vp limits: cannot start {command[0]!r}: {exc.strerror}", file=sys.stderr)
+    return 127
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         options = parse(sys.argv[1:] if argv is None else argv)
@@ -481,6 +537,9 @@ def main(argv: list[str] | None = None) -> int:
         command = options["command"]
         if not command:
             raise SandboxError("no program to run: give it after --")
+        if "--limits-only" in options["flags"]:
+            return _limits_only(options["rlimit"], options["cgroup"], command)
+        apply_limits(options["rlimit"], options["cgroup"])
         info_fd, go_fd = _fd(options["info-fd"]), _fd(options["go-fd"])
         restriction = {
             "write": options["write"],

@@ -22,12 +22,17 @@ attempts; each prints one JSON line ``{"op", "target", "ok", "error", "result"}`
     ["await", PATH]            wait until PATH exists
     ["sleep"]                  sleep without end
     ["flood"]                  print without end
+    ["allocate", MB]           allocate and touch MB MiB of memory
+    ["fork", N]                start N sleeping children; a fork that fails ends the agent with exit 3
+    ["fill", PATH, KB]         write KB KiB to PATH, with SIGXFSZ at its default (as a C program has it)
+    ["spin"]                   burn CPU time without end
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -110,6 +115,30 @@ def attempt(op: str, *args: Any) -> Any:
     if op == "flood":
         while True:
             print("y" * 4096, flush=True)
+    if op == "allocate":
+        held = [bytearray(1024 * 1024) for _ in range(int(args[0]))]  # bytearray writes zeros: touched
+        return len(held)
+    if op == "fork":
+        for n in range(int(args[0])):
+            try:
+                child = os.fork()
+            except OSError as exc:
+                print(json.dumps({"op": op, "target": args[0], "ok": False, "error": str(exc), "result": n}))
+                sys.exit(3)
+            if child == 0:
+                time.sleep(600)
+                os._exit(0)
+        return int(args[0])
+    if op == "fill":
+        signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+        with open(args[0], "wb") as f:
+            for _ in range(int(args[1])):
+                f.write(b"x" * 1024)
+                f.flush()
+        return int(args[1])
+    if op == "spin":
+        while True:
+            pass
     raise ValueError(f"unknown op {op!r}")
 
 

@@ -69,6 +69,7 @@ class JsonStream:
 
     def finish(self, proc: ProcessResult, artifacts: list[str]) -> Result:
         """The mission's result once the process exited; :class:`RuntimeFailed` for a failed run."""
+        proc.raise_for_limit()  # the cause, whatever the CLI made of it
         if self.failure is not None:
             raise RuntimeFailed(f"{self.name} reported an error: {clip(self.failure, 1000)}", exit_code=proc.exit_code)
         proc.raise_for_exit()

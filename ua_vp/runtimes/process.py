@@ -31,10 +31,11 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from ua_vp.errors import BudgetExceeded, ConfigError, RuntimeFailed
+from ua_vp.errors import BudgetExceeded, ConfigError, LimitExceeded, RuntimeFailed
 from ua_vp.runtimes.environment import child_env, prepare_home
 
 if TYPE_CHECKING:
+    from ua_vp.limits import Applied
     from ua_vp.profiles import MissionContext
     from ua_vp.sandbox import Command
     from ua_vp.sandbox_net import PrivateNetwork
@@ -81,15 +82,28 @@ class ProcessResult:
     """The last stderr lines that state an error (see :func:`is_error_line`), however long ago."""
     output_bytes: int
     seconds: float
+    limit: LimitExceeded | None = None
+    """The per-mission limit (:mod:`ua_vp.limits`) the process tree ran into, when it failed on one."""
+
+    def raise_for_limit(self) -> None:
+        """Raise :class:`LimitExceeded` when the process failed on a per-mission limit."""
+        if self.exit_code != 0 and self.limit is not None:
+            raise LimitExceeded(
+                f"{self.limit.message}; {self.program} {self._how()}", **self.limit.details, exit_code=self.exit_code
+            )
+
+    def _how(self) -> str:
+        if self.exit_code < 0:
+            return f"was killed by {signal.Signals(-self.exit_code).name}"
+        return f"exited with code {self.exit_code}"
 
     def raise_for_exit(self) -> None:
-        """Raise :class:`RuntimeFailed` naming the exit code and what stderr said, unless it exited 0."""
+        """Raise :class:`LimitExceeded` for a failure on a limit, else :class:`RuntimeFailed` naming
+        the exit code and what stderr said, unless it exited 0."""
         if self.exit_code == 0:
             return
-        if self.exit_code < 0:
-            how = f"was killed by {signal.Signals(-self.exit_code).name}"
-        else:
-            how = f"exited with code {self.exit_code}"
+        self.raise_for_limit()
+        how = self._how()
         said = stderr_summary(self.stderr_errors, self.stderr_tail)
         raise RuntimeFailed(
             f"{self.program} {how}" + (f"; last stderr: {said}" if said else "; it wrote nothing to stderr"),
@@ -165,10 +179,14 @@ async def run_process(
     killed and :class:`BudgetExceeded` raised.
     """
     program = Path(argv[0]).name
-    proc, network = await _spawn(argv, ctx, env, pass_env, setting)
+    proc, command = await _spawn(argv, ctx, env, pass_env, setting)
+    network = command.network if command else None
+    limits = command.limits if command else None
     try:
-        return await _supervise(proc, network, ctx, program, on_stdout, on_stderr, check, term_grace)
+        return await _supervise(proc, network, limits, ctx, program, on_stdout, on_stderr, check, term_grace)
     finally:
+        if command is not None:
+            command.finished()  # synchronous: it must happen even on a second cancellation
         if network is not None:
             await network.close()
 
@@ -176,6 +194,7 @@ async def run_process(
 async def _supervise(
     proc: asyncio.subprocess.Process,
     network: PrivateNetwork | None,
+    limits: Applied | None,
     ctx: MissionContext,
     program: str,
     on_stdout: LineHandler,
@@ -230,17 +249,22 @@ async def _supervise(
         ctx.log.info("process_stopped", pid=proc.pid, program=program, reason=type(exc).__name__)
         raise
 
+    exit_code = proc.returncode if proc.returncode is not None else -1
     result = ProcessResult(
         program=program,
         pid=proc.pid,
-        exit_code=proc.returncode if proc.returncode is not None else -1,
+        exit_code=exit_code,
         stdout_tail=list(stdout_tail),
         stderr_tail=list(stderr_tail),
         stderr_errors=list(stderr_errors),
         output_bytes=meter.total,
         seconds=round(time.monotonic() - started, 3),
+        limit=limits.breach(exit_code, [*stderr_errors, *stderr_tail]) if limits else None,
     )
-    ctx.emit("process_exited", {"pid": proc.pid, "exit_code": result.exit_code, "output_bytes": meter.total})
+    exited = {"pid": proc.pid, "exit_code": result.exit_code, "output_bytes": meter.total}
+    if result.limit is not None:
+        exited["limit"] = result.limit.details["limit"]
+    ctx.emit("process_exited", exited)
     ctx.log.info("process_exited", pid=proc.pid, program=program, exit_code=result.exit_code)
     if check:
         result.raise_for_exit()
@@ -253,7 +277,7 @@ async def _spawn(
     env: Mapping[str, str] | None,
     pass_env: Collection[str],
     setting: str | None,
-) -> tuple[asyncio.subprocess.Process, PrivateNetwork | None]:
+) -> tuple[asyncio.subprocess.Process, Command | None]:
     if not ctx.workspace.is_dir():
         # Checked first so a missing cwd is not reported as a missing program.
         raise RuntimeFailed(f"mission workspace {ctx.workspace} does not exist", workspace=str(ctx.workspace))
@@ -279,6 +303,7 @@ async def _spawn(
     except BaseException as exc:
         if command is not None:
             command.started()
+            command.finished()
         if network is not None:
             await network.close()
         if isinstance(exc, FileNotFoundError | PermissionError):
@@ -288,16 +313,15 @@ async def _spawn(
         raise
     if command is not None:
         command.started()
-    return proc, network
+    return proc, command
 
 
 def _sandboxed(argv: Sequence[str], ctx: MissionContext, env: dict[str, str], setting: str | None) -> Command:
     """``argv`` wrapped in the mission's sandbox; records which one in a ``sandbox`` event."""
     assert ctx.sandbox is not None
-    if ctx.sandbox.sandboxed:
-        # Found here, not by the sandbox: a missing program must stay a ConfigError naming
-        # the setting, not a wrapper's exit code.
-        argv = [_find_program(argv[0], ctx, env.get("PATH"), setting), *argv[1:]]
+    # Found here, not by the sandbox or the limits wrapper: a missing program must stay a
+    # ConfigError naming the setting, not a wrapper's exit code.
+    argv = [_find_program(argv[0], ctx, env.get("PATH"), setting), *argv[1:]]
     command = ctx.sandbox.command(
         argv, workspace=ctx.workspace, home=mission_home(ctx), constraints=ctx.mission.constraints
     )
