@@ -112,11 +112,15 @@ class Settings(BaseSettings):
     sandbox_protected: Literal["hide", "read-only"] = "hide"
     """What sandboxed processes see of the protected roots: ``hide`` (an empty folder) or ``read-only``
     (needed when the agent's own program lives inside one, e.g. a venv in the checkout)."""
+    sandbox_home_readable: CommaList = Field(default_factory=list)
+    """Names inside the worker user's HOME that sandboxed processes may read (``.rustup,.gradle``),
+    besides the entries holding a ``PATH`` folder or the worker's Python; the rest of HOME is hidden.
+    ``*`` keeps all of HOME readable except its credential stores (``.ssh``, ``.aws``, ...)."""
     allow_unsandboxed: bool = False
+    """Let a hard-blocking profile (CODIE with ``UA_VP_HARD_BLOCK_UA_REPO=1``) run its agent with no sandbox."""
     agent_env: CommaList = Field(default_factory=list)
     """Comma list of variable names a mission's processes may see besides the base set (PATH, LANG,
     LC_*, TZ, TERM, a private HOME and TMPDIR) and what the runtime declares; nothing else passes."""
-    """Let a hard-blocking profile (CODIE with ``UA_VP_HARD_BLOCK_UA_REPO=1``) run its agent with no sandbox."""
 
     # --- client runtimes (each profile's choice is a profile setting) -----------
     command: str | None = None
@@ -198,6 +202,16 @@ class Settings(BaseSettings):
                 raise ValueError(f"{name!r} is not a variable name")
             if name.upper().startswith(ENV_PREFIX):
                 raise ValueError(f"{name} is one of ua-vp's own settings, which missions never see")
+        return names
+
+    @field_validator("sandbox_home_readable", mode="before")
+    @classmethod
+    def _split_home_names(cls, value: Any) -> Any:
+        names = [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
+        for name in names if isinstance(names, list) else []:
+            parts = Path(str(name)).parts
+            if name != "*" and (not parts or Path(str(name)).is_absolute() or ".." in parts):
+                raise ValueError(f"{name!r} is not a name inside HOME (relative, no '..'; or * for all of HOME)")
         return names
 
     @field_validator("protected_roots", mode="before")

@@ -191,7 +191,8 @@ def for_profile(profile: Profile, policy: GuardPolicy, settings: Settings) -> Sa
         )
     workspace_root = policy.workspace_root or (policy.allowed[0] if policy.allowed else None)
     roots_of_missions = [settings.homes_root, *([workspace_root] if workspace_root else [])]
-    hidden = [*roots_of_missions, *hidden_by_default(settings, policy)]
+    home, readable = real_home_rules(settings.sandbox_home_readable)
+    hidden = [*roots_of_missions, *hidden_by_default(settings, policy), *home]
     return Sandbox(
         backend=backend,
         reason=reason,
@@ -199,6 +200,7 @@ def for_profile(profile: Profile, policy: GuardPolicy, settings: Settings) -> Sa
         writable=tuple(root for root in policy.allowed if root != workspace_root),
         protect=settings.sandbox_protected,
         hidden=tuple(dict.fromkeys(Path(os.path.realpath(p)) for p in hidden)),
+        readable=readable,
     )
 
 
@@ -239,11 +241,30 @@ HOME_SECRETS = (
     ".python_history",
     ".psql_history",
     ".terraformrc",
+    ".cargo/credentials",
+    ".cargo/credentials.toml",
     ".terraform.d",
 )
-"""Where a user's credentials live in their HOME. The whole HOME is not hidden by default because
-toolchains (pyenv, nvm, an agent CLI in ~/.local/bin) live there; list it in UA_VP_PROTECTED_ROOTS
-to hide it all."""
+"""Where a user's credentials live in their HOME: hidden even inside an entry that stays readable."""
+
+
+def real_home_rules(keep: Sequence[str]) -> tuple[list[Path], tuple[Path, ...]]:
+    """``(hidden, readable)`` for the worker user's real HOME: the whole of it hidden, except its
+    toolchains (pyenv, nvm, rustup, an agent CLI in ``~/.local/bin``), which stay readable: the
+    entries of HOME holding a ``PATH`` folder (what a mission's ``PATH`` names must run), the
+    worker's Python, and the names in ``UA_VP_SANDBOX_HOME_READABLE``. ``*`` there hides only
+    the credential stores. A HOME of ``/`` (a service user) hides nothing."""
+    home = Path(os.path.realpath(os.path.expanduser("~")))
+    if home == Path("/") or not home.is_dir():
+        return [], ()
+    if "*" in keep:
+        return [], ()
+    tops = [home / name for name in keep]
+    for place in (*os.environ.get("PATH", "").split(os.pathsep), sys.prefix, sys.base_prefix):
+        real = Path(os.path.realpath(place)) if place else None
+        if real is not None and home in real.parents:
+            tops.append(home / real.relative_to(home).parts[0])
+    return [home], tuple(dict.fromkeys(p for p in tops if os.path.lexists(p)))
 
 
 def hidden_by_default(settings: Settings, policy: GuardPolicy) -> list[Path]:
@@ -366,7 +387,9 @@ class Sandbox:
     protect: Literal["hide", "read-only"] = "hide"
     hidden: tuple[Path, ...] = ()
     """Hidden whatever ``protect`` says: the folders holding every mission's workspace and home,
-    so a mission sees only its own."""
+    so a mission sees only its own, and the other paths of :func:`hidden_by_default`."""
+    readable: tuple[Path, ...] = ()
+    """Read-only inside a hidden root: the toolchains in the real HOME (:func:`real_home_rules`)."""
 
     @property
     def sandboxed(self) -> bool:
@@ -410,6 +433,7 @@ class Sandbox:
         protected: Access = "hide" if self.protect == "hide" else "read-only"
         given: list[tuple[Path, Access]] = [(workspace, "write"), (home, "write")]
         given += [(root, "write") for root in self.writable]
+        given += [(root, "read-only") for root in self.readable]
         given += [(root, protected) for root in self.protected]
         given += [(root, "hide") for root in self.hidden]
         existing = [(path, access) for path, access in dict.fromkeys(given) if path.exists()]
@@ -458,9 +482,12 @@ class Sandbox:
         self, argv: Sequence[str], rules: list[tuple[Path, Access]], net: PrivateNetwork | None
     ) -> list[str]:
         args = _landlock_prefix()
-        flags: dict[Access, str] = {"write": "--write", "read-only": "--protect", "hide": "--hide"}
         for path, access in rules:
-            args += [flags[access], str(path)]
+            if access == "read-only":
+                # Never written, and readable even inside a hidden root (Landlock rules only add).
+                args += ["--protect", str(path), "--read", str(path)]
+            else:
+                args += ["--write" if access == "write" else "--hide", str(path)]
         if net is not None:
             info, go = net.child_fds
             args += ["--info-fd", str(info), "--go-fd", str(go)]

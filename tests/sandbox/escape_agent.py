@@ -20,6 +20,7 @@ attempts; each prints one JSON line ``{"op", "target", "ok", "error", "result"}`
     ["family", PIDFILE, N]     start N sleeping children, then write "done" to PIDFILE
     ["setsid", PIDFILE]        start a child in a session of its own, then write "done"
     ["await", PATH]            wait until PATH exists
+    ["run", PROGRAM, ARG...]   run a program; its stdout
     ["sleep"]                  sleep without end
     ["flood"]                  print without end
 """
@@ -100,6 +101,8 @@ def attempt(op: str, *args: Any) -> Any:
             f.write("done")
         os.replace(args[0] + ".tmp", args[0])
         return None
+    if op == "run":
+        return subprocess.run(list(args), capture_output=True, text=True, check=True, timeout=30).stdout
     if op == "await":
         while not os.path.exists(args[0]):
             time.sleep(0.01)
