@@ -21,6 +21,9 @@ confines what its processes *do*. The policy comes from the same
   (``false`` or a spelling in :data:`ua_vp.missions.NETWORK_OFF`) it has only its
   own loopback. Under both backends a seccomp filter refuses unix sockets
   (``socket(AF_UNIX)``; ``socketpair`` still works), so no host socket answers.
+  The one way back to the host's loopback: ``UA_VP_SANDBOX_LOOPBACK_PORTS``, ports
+  (a local model proxy) relayed to the mission's own 127.0.0.1 when it has network
+  (:mod:`ua_vp.sandbox_relay`); empty by default.
 
 Backends (``UA_VP_SANDBOX``; ``auto`` takes the first that works here, probed once):
 
@@ -201,6 +204,7 @@ def for_profile(profile: Profile, policy: GuardPolicy, settings: Settings) -> Sa
         protect=settings.sandbox_protected,
         hidden=tuple(dict.fromkeys(Path(os.path.realpath(p)) for p in hidden)),
         readable=readable,
+        loopback_ports=tuple(settings.sandbox_loopback_ports),
     )
 
 
@@ -390,6 +394,8 @@ class Sandbox:
     so a mission sees only its own, and the other paths of :func:`hidden_by_default`."""
     readable: tuple[Path, ...] = ()
     """Read-only inside a hidden root: the toolchains in the real HOME (:func:`real_home_rules`)."""
+    loopback_ports: tuple[int, ...] = ()
+    """Ports of the host's 127.0.0.1 a mission with network reaches at its own (``UA_VP_SANDBOX_LOOPBACK_PORTS``)."""
 
     @property
     def sandboxed(self) -> bool:
@@ -418,12 +424,14 @@ class Sandbox:
             writable=[str(path) for path, access in rules if access == "write"],
             hidden=[str(path) for path, access in rules if access == "hide"],
             private_network=network,
+            # Without network there is no network at all, the host's model proxy included.
+            loopback_ports=list(self.loopback_ports) if network else [],
         )
         if self.backend == "landlock":
-            net = PrivateNetwork.open() if network else None
+            net = PrivateNetwork.open(self.loopback_ports) if network else None
             return Command(self._landlock_argv(argv, rules, net), {}, record, net)
         seccomp = _seccomp_fd()
-        net = PrivateNetwork.open() if network else None
+        net = PrivateNetwork.open(self.loopback_ports) if network else None
         wrapped = self._bwrap_argv(argv, workspace, rules, net, seccomp)
         return Command(wrapped, {}, record, net, (seccomp,), stdin_go=net is not None)
 
