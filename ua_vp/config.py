@@ -7,12 +7,15 @@ and what is allowed; nothing else in ua-vp reads the environment.
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import os
 import re
 import shlex
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import Field, PrivateAttr, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -25,6 +28,7 @@ from ua_vp.errors import ConfigError
 ENV_PREFIX = "UA_VP_"
 CommaList = Annotated[list[str], NoDecode]
 PathList = Annotated[list[Path], NoDecode]
+PortList = Annotated[list[int], NoDecode]
 _COMMON = SettingsConfigDict(
     env_file=".env",
     env_file_encoding="utf-8",
@@ -121,11 +125,21 @@ class Settings(BaseSettings):
     sandbox_protected: Literal["hide", "read-only"] = "hide"
     """What sandboxed processes see of the protected roots: ``hide`` (an empty folder) or ``read-only``
     (needed when the agent's own program lives inside one, e.g. a venv in the checkout)."""
+    sandbox_home_readable: CommaList = Field(default_factory=list)
+    """Names inside the worker user's HOME that sandboxed processes may read (``.rustup,.gradle``),
+    besides the entries holding a ``PATH`` folder or the worker's Python; the rest of HOME is hidden.
+    ``*`` keeps all of HOME readable except its credential stores (``.ssh``, ``.aws``, ...)."""
+    sandbox_loopback_ports: PortList = Field(default_factory=list)
+    """Comma list of TCP ports of the host's 127.0.0.1 (a local model proxy: LiteLLM, Ollama) that a
+    sandboxed mission with network may reach at its own 127.0.0.1, through a relay; nothing else of the
+    host's loopback answers it. Empty (default): none. Never the ops API's port (``UA_VP_PORT``,
+    ``UA_VP_API_URL``'s) nor a PostgreSQL's on loopback (``UA_VP_DATABASE_URL``'s). Without a sandbox
+    (``none``) the mission shares the host's network anyway and the list means nothing."""
     allow_unsandboxed: bool = False
+    """Let a hard-blocking profile (CODIE with ``UA_VP_HARD_BLOCK_UA_REPO=1``) run its agent with no sandbox."""
     agent_env: CommaList = Field(default_factory=list)
     """Comma list of variable names a mission's processes may see besides the base set (PATH, LANG,
     LC_*, TZ, TERM, a private HOME and TMPDIR) and what the runtime declares; nothing else passes."""
-    """Let a hard-blocking profile (CODIE with ``UA_VP_HARD_BLOCK_UA_REPO=1``) run its agent with no sandbox."""
 
     # --- client runtimes (each profile's choice is a profile setting) -----------
     command: str | None = None
@@ -198,6 +212,17 @@ class Settings(BaseSettings):
                 raise ValueError(f"{arg!r} is set by ua-vp itself; these may not be given: {', '.join(reserved)}")
         return value
 
+    @field_validator("sandbox_loopback_ports", mode="before")
+    @classmethod
+    def _split_ports(cls, value: Any) -> Any:
+        parts = [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
+        ports = []
+        for part in parts if isinstance(parts, list) else []:
+            if not (isinstance(part, int) or (isinstance(part, str) and part.isdigit())) or not 1 <= int(part) <= 65535:
+                raise ValueError(f"{part!r} is not a TCP port (1-65535)")
+            ports.append(int(part))
+        return sorted(set(ports)) if isinstance(parts, list) else value
+
     @field_validator("agent_env", mode="before")
     @classmethod
     def _split_names(cls, value: Any) -> Any:
@@ -207,6 +232,16 @@ class Settings(BaseSettings):
                 raise ValueError(f"{name!r} is not a variable name")
             if name.upper().startswith(ENV_PREFIX):
                 raise ValueError(f"{name} is one of ua-vp's own settings, which missions never see")
+        return names
+
+    @field_validator("sandbox_home_readable", mode="before")
+    @classmethod
+    def _split_home_names(cls, value: Any) -> Any:
+        names = [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
+        for name in names if isinstance(names, list) else []:
+            parts = Path(str(name)).parts
+            if name != "*" and (not parts or Path(str(name)).is_absolute() or ".." in parts):
+                raise ValueError(f"{name!r} is not a name inside HOME (relative, no '..'; or * for all of HOME)")
         return names
 
     @field_validator("protected_roots", mode="before")
@@ -250,6 +285,15 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _loopback_ports_spare_our_own(self) -> Settings:
+        # A mission that could reach the ops API could dispatch, cancel or read every mission;
+        # one that reached the database could rewrite them.
+        for port, owner in self.own_loopback_ports().items():
+            if port in self.sandbox_loopback_ports:
+                raise ValueError(f"UA_VP_SANDBOX_LOOPBACK_PORTS may not hold port {port}: it is {owner}")
+        return self
+
+    @model_validator(mode="after")
     def _expand_paths(self) -> Settings:
         self.state_dir = self.state_dir.expanduser()
         if self.handoff_root is not None:
@@ -278,6 +322,23 @@ class Settings(BaseSettings):
         if url.get_backend_name() == "postgresql":
             url = url.set(drivername="postgresql+psycopg")
         return url.render_as_string(hide_password=False)
+
+    def own_loopback_ports(self) -> dict[int, str]:
+        """The ports of ua-vp's own services that may listen on the host's loopback, and what each is:
+        no mission may reach them (``UA_VP_SANDBOX_LOOPBACK_PORTS``)."""
+        found = {self.port: "the ops API's (UA_VP_PORT)"}
+        if self.api_url:
+            with contextlib.suppress(ValueError):
+                api = urlsplit(self.api_url)
+                if api.port and _is_loopback(api.hostname):
+                    found.setdefault(api.port, "the ops API's (UA_VP_API_URL)")
+        if self.database_url:
+            url = make_url(self.database_url)
+            given = url.query.get("host", ())
+            hosts = [url.host, *([given] if isinstance(given, str) else given)]
+            if url.get_backend_name() == "postgresql" and any(_is_loopback(h) for h in hosts):
+                found.setdefault(url.port or 5432, "the database's (UA_VP_DATABASE_URL)")
+        return found
 
     @property
     def is_embedded(self) -> bool:
@@ -322,6 +383,17 @@ class PluginSettings(BaseSettings):
 
 
 S = TypeVar("S", bound=BaseSettings)
+
+
+def _is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host.lower() in ("localhost", "localhost.localdomain", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def variable_name(model: type[BaseSettings], field: str) -> str:

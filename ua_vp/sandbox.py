@@ -21,6 +21,9 @@ confines what its processes *do*. The policy comes from the same
   (``false`` or a spelling in :data:`ua_vp.missions.NETWORK_OFF`) it has only its
   own loopback. Under both backends a seccomp filter refuses unix sockets
   (``socket(AF_UNIX)``; ``socketpair`` still works), so no host socket answers.
+  The one way back to the host's loopback: ``UA_VP_SANDBOX_LOOPBACK_PORTS``, ports
+  (a local model proxy) relayed to the mission's own 127.0.0.1 when it has network
+  (:mod:`ua_vp.sandbox_relay`); empty by default.
 
 Backends (``UA_VP_SANDBOX``; ``auto`` takes the first that works here, probed once):
 
@@ -198,7 +201,8 @@ def for_profile(profile: Profile, policy: GuardPolicy, settings: Settings) -> Sa
         )
     workspace_root = policy.workspace_root or (policy.allowed[0] if policy.allowed else None)
     roots_of_missions = [settings.homes_root, *([workspace_root] if workspace_root else [])]
-    hidden = [*roots_of_missions, *hidden_by_default(settings, policy)]
+    home, readable = real_home_rules(settings.sandbox_home_readable)
+    hidden = [*roots_of_missions, *hidden_by_default(settings, policy), *home]
     # A worker that starts no process has nothing to limit: no cgroup probe for it.
     starts_processes = profile.runtime not in NO_PROCESS_RUNTIMES
     return Sandbox(
@@ -209,6 +213,8 @@ def for_profile(profile: Profile, policy: GuardPolicy, settings: Settings) -> Sa
         writable=tuple(root for root in policy.allowed if root != workspace_root),
         protect=settings.sandbox_protected,
         hidden=tuple(dict.fromkeys(Path(os.path.realpath(p)) for p in hidden)),
+        readable=readable,
+        loopback_ports=tuple(settings.sandbox_loopback_ports),
     )
 
 
@@ -249,11 +255,30 @@ HOME_SECRETS = (
     ".python_history",
     ".psql_history",
     ".terraformrc",
+    ".cargo/credentials",
+    ".cargo/credentials.toml",
     ".terraform.d",
 )
-"""Where a user's credentials live in their HOME. The whole HOME is not hidden by default because
-toolchains (pyenv, nvm, an agent CLI in ~/.local/bin) live there; list it in UA_VP_PROTECTED_ROOTS
-to hide it all."""
+"""Where a user's credentials live in their HOME: hidden even inside an entry that stays readable."""
+
+
+def real_home_rules(keep: Sequence[str]) -> tuple[list[Path], tuple[Path, ...]]:
+    """``(hidden, readable)`` for the worker user's real HOME: the whole of it hidden, except its
+    toolchains (pyenv, nvm, rustup, an agent CLI in ``~/.local/bin``), which stay readable: the
+    entries of HOME holding a ``PATH`` folder (what a mission's ``PATH`` names must run), the
+    worker's Python, and the names in ``UA_VP_SANDBOX_HOME_READABLE``. ``*`` there hides only
+    the credential stores. A HOME of ``/`` (a service user) hides nothing."""
+    home = Path(os.path.realpath(os.path.expanduser("~")))
+    if home == Path("/") or not home.is_dir():
+        return [], ()
+    if "*" in keep:
+        return [], ()
+    tops = [home / name for name in keep]
+    for place in (*os.environ.get("PATH", "").split(os.pathsep), sys.prefix, sys.base_prefix):
+        real = Path(os.path.realpath(place)) if place else None
+        if real is not None and home in real.parents:
+            tops.append(home / real.relative_to(home).parts[0])
+    return [home], tuple(dict.fromkeys(p for p in tops if os.path.lexists(p)))
 
 
 def hidden_by_default(settings: Settings, policy: GuardPolicy) -> list[Path]:
@@ -383,7 +408,11 @@ class Sandbox:
     protect: Literal["hide", "read-only"] = "hide"
     hidden: tuple[Path, ...] = ()
     """Hidden whatever ``protect`` says: the folders holding every mission's workspace and home,
-    so a mission sees only its own."""
+    so a mission sees only its own, and the other paths of :func:`hidden_by_default`."""
+    readable: tuple[Path, ...] = ()
+    """Read-only inside a hidden root: the toolchains in the real HOME (:func:`real_home_rules`)."""
+    loopback_ports: tuple[int, ...] = ()
+    """Ports of the host's 127.0.0.1 a mission with network reaches at its own (``UA_VP_SANDBOX_LOOPBACK_PORTS``)."""
     limits: Limits = field(default_factory=Limits)
     """Memory, processes, file size and CPU time of every process tree a mission starts."""
 
@@ -431,12 +460,14 @@ class Sandbox:
             writable=[str(path) for path, access in rules if access == "write"],
             hidden=[str(path) for path, access in rules if access == "hide"],
             private_network=network,
+            # Without network there is no network at all, the host's model proxy included.
+            loopback_ports=list(self.loopback_ports) if network else [],
         )
         if self.backend == "landlock":
-            net = PrivateNetwork.open() if network else None
+            net = PrivateNetwork.open(self.loopback_ports) if network else None
             return Command(self._landlock_argv(argv, rules, net, limit_args), {}, record, net)
         seccomp = _seccomp_fd()
-        net = PrivateNetwork.open() if network else None
+        net = PrivateNetwork.open(self.loopback_ports) if network else None
         wrapped = _with_limits(self._bwrap_argv(argv, workspace, rules, net, seccomp), limit_args)
         return Command(wrapped, {}, record, net, (seccomp,), stdin_go=net is not None)
 
@@ -446,6 +477,7 @@ class Sandbox:
         protected: Access = "hide" if self.protect == "hide" else "read-only"
         given: list[tuple[Path, Access]] = [(workspace, "write"), (home, "write")]
         given += [(root, "write") for root in self.writable]
+        given += [(root, "read-only") for root in self.readable]
         given += [(root, protected) for root in self.protected]
         given += [(root, "hide") for root in self.hidden]
         existing = [(path, access) for path, access in dict.fromkeys(given) if path.exists()]
@@ -494,9 +526,12 @@ class Sandbox:
         self, argv: Sequence[str], rules: list[tuple[Path, Access]], net: PrivateNetwork | None, limit_args: list[str]
     ) -> list[str]:
         args = [*_landlock_prefix(), *limit_args]
-        flags: dict[Access, str] = {"write": "--write", "read-only": "--protect", "hide": "--hide"}
         for path, access in rules:
-            args += [flags[access], str(path)]
+            if access == "read-only":
+                # Never written, and readable even inside a hidden root (Landlock rules only add).
+                args += ["--protect", str(path), "--read", str(path)]
+            else:
+                args += ["--write" if access == "write" else "--hide", str(path)]
         if net is not None:
             info, go = net.child_fds
             args += ["--info-fd", str(info), "--go-fd", str(go)]

@@ -1,6 +1,6 @@
 """The ``landlock`` sandbox backend: restrict this process with Landlock, then exec the program.
 
-    python -I -S sandbox_exec.py [LIMITS] [--write DIR]... [--protect PATH]... [--hide PATH]... [--no-tcp] -- PROGRAM...
+    python -I -S sandbox_exec.py [LIMITS] [--write DIR]... [--protect|--hide|--read PATH]... [--no-tcp] -- PROGRAM...
     python -I -S sandbox_exec.py --limits-only [LIMITS] -- PROGRAM ARGS...
     python -I -S sandbox_exec.py --probe
 
@@ -29,6 +29,8 @@ the kernel knows (ABI 1-7), and grants:
   created in such an ancestor after start-up is unreadable. A symlink into a
   hidden root gets no rule (the kernel checks the resolved path anyway).
   Without ``--hide``, the root folder may also be listed.
+- ``--read`` roots: readable although inside a hidden root (the toolchains in a hidden
+  HOME), except the hidden roots inside them.
 - ``/dev``: only the harmless character devices (null, zero, full, random,
   urandom), so a root-owned process cannot read a raw disk around the rules.
 
@@ -173,7 +175,9 @@ def _within(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
 
 
-def restrict(*, write: list[str], hide: list[str], no_tcp: bool, protect: Iterable[str] = ()) -> int:
+def restrict(
+    *, write: list[str], hide: list[str], no_tcp: bool, protect: Iterable[str] = (), read: Iterable[str] = ()
+) -> int:
     """Apply the ruleset to this process (and everything it execs); returns the ABI version."""
     abi = abi_version()
     fs = handled_fs(abi)
@@ -199,6 +203,9 @@ def restrict(*, write: list[str], hide: list[str], no_tcp: bool, protect: Iterab
             for path in roots_around(inside, top=real):
                 _allow(ruleset, path, fs, required=path == real)
         reads = roots_around([*hide, "/dev"])
+        for top in read:
+            real = os.path.realpath(top)
+            reads += roots_around([h for h in hide if _within(os.path.realpath(h), real)], top=real)
         for path in reads:
             _allow(ruleset, path, READ & fs, required=False)
         if not hide:
@@ -481,12 +488,17 @@ def install_seccomp() -> None:
         raise SandboxError(f"prctl(PR_SET_SECCOMP) failed: {os.strerror(ctypes.get_errno())}")
 
 
+_VALUED = ("--write", "--protect", "--hide", "--read", "--info-fd", "--go-fd", "--rlimit", "--cgroup")
+"""The options that take a value."""
+
+
 def parse(argv: list[str]) -> dict[str, list[str]]:
     """Options, and the command after ``--``. Not argparse: it would double the wrapper's start-up."""
     options: dict[str, list[str]] = {
         "write": [],
         "protect": [],
         "hide": [],
+        "read": [],
         "info-fd": [],
         "go-fd": [],
         "rlimit": [],
@@ -502,7 +514,7 @@ def parse(argv: list[str]) -> dict[str, list[str]]:
             break
         if arg in ("--no-tcp", "--probe", "--limits-only"):
             options["flags"].append(arg)
-        elif arg in ("--write", "--protect", "--hide", "--info-fd", "--go-fd", "--rlimit", "--cgroup") and rest:
+        elif arg in _VALUED and rest:
             options[arg[2:]].append(rest.pop(0))
         else:
             raise SandboxError(f"unexpected argument {arg!r}; usage: {__doc__.splitlines()[2].strip()}")
@@ -545,6 +557,7 @@ def main(argv: list[str] | None = None) -> int:
             "write": options["write"],
             "protect": options["protect"],
             "hide": options["hide"],
+            "read": options["read"],
             "no_tcp": "--no-tcp" in options["flags"],
         }
         enter_namespaces()

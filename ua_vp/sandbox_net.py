@@ -11,6 +11,10 @@ keeps 10.0.2.2 (slirp's alias of the host's 127.0.0.1) unreachable, so neither t
 ops API nor a PostgreSQL on localhost answer. A mission without network gets the
 namespace with only its own loopback: no TCP, no UDP, nothing out.
 
+With ``UA_VP_SANDBOX_LOOPBACK_PORTS`` set, the worker also makes the listeners of
+:mod:`ua_vp.sandbox_relay` in the namespace before *go*: those ports of the host's
+127.0.0.1, and only those, answer at the mission's own 127.0.0.1.
+
 slirp4netns ends when its *exit* pipe closes: when the mission's process ends, or
 when the worker dies, whichever comes first.
 """
@@ -24,6 +28,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 
+from ua_vp import sandbox_relay
 from ua_vp.errors import RuntimeFailed
 
 SETUP_SECONDS = 10.0
@@ -43,18 +48,21 @@ class PrivateNetwork:
     info_w: int
     go_r: int
     go_w: int
+    loopback_ports: tuple[int, ...] = ()
+    """Ports of the host's loopback relayed into the namespace (:mod:`ua_vp.sandbox_relay`)."""
     slirp: asyncio.subprocess.Process | None = field(default=None, init=False)
+    relay: sandbox_relay.Relay | None = field(default=None, init=False)
     _exit_w: int | None = field(default=None, init=False)
     _closed: set[int] = field(default_factory=set, init=False)
     """Closed by us already: an fd number is reused at once, and a second close would hit another file."""
 
     @classmethod
-    def open(cls) -> PrivateNetwork:
+    def open(cls, loopback_ports: tuple[int, ...] = ()) -> PrivateNetwork:
         info_r, info_w = os.pipe()
         go_r, go_w = os.pipe()
         for fd in (info_r, go_w):
             os.set_inheritable(fd, False)
-        return cls(info_r, info_w, go_r, go_w)
+        return cls(info_r, info_w, go_r, go_w, loopback_ports)
 
     @property
     def child_fds(self) -> tuple[int, int]:
@@ -107,15 +115,20 @@ class PrivateNetwork:
                 os.close(ready_r)
             if ready != b"1":
                 raise RuntimeFailed("slirp4netns exited before the mission's network was ready", pid=pid)
+            if self.loopback_ports:
+                self.relay = await asyncio.wait_for(sandbox_relay.open_relay(pid, self.loopback_ports), SETUP_SECONDS)
             os.write(self.go_w, b"1\n")  # a whole line: the shell's read wants one
             return pid
-        except (OSError, TimeoutError, ValueError) as exc:
+        except (OSError, TimeoutError, ValueError, sandbox_relay.RelayFailed) as exc:
             raise RuntimeFailed(f"the mission's private network could not be set up: {exc!r}") from None
         finally:
             self._close(self.go_w)
 
     async def close(self) -> None:
-        """Stop slirp4netns (closing its exit pipe) and reap it; close every pipe still open."""
+        """Stop the relay and slirp4netns (closing its exit pipe) and reap it; close every pipe still open."""
+        if self.relay is not None:
+            await self.relay.close()
+            self.relay = None
         for fd in (self.info_r, self.go_w, *self.child_fds):
             self._close(fd)
         if self._exit_w is not None:

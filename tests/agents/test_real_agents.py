@@ -265,6 +265,7 @@ def test_real_agent_edits_its_workspace_keeps_its_budget_and_dies_on_cancel(
 
     # The cancel: every process the CLI started is gone.
     assert mstore.get(hang.mission_id).status == Status.CANCELLED
+
     def survivors() -> dict[int, str]:
         return {p: tree[p] for p in set(tree) & set(processes())}
 

@@ -13,6 +13,8 @@ attempts; each prints one JSON line ``{"op", "target", "ok", "error", "result"}`
     ["env"]                    the environment it was given
     ["tempfile"]               create a file through tempfile (TMPDIR)
     ["connect", HOST, PORT]    open a TCP connection; the first line the server says, if any
+    ["echo", HOST, PORT, N]    send N bytes to an echo server, half-close, read the answer to its end;
+                               {"same": whether it came back unchanged, "seconds": connect to last byte}
     ["udp", HOST, PORT]        send a UDP datagram
     ["unix", PATH]             connect to a unix socket (a leading "@" means an abstract one)
     ["survivors", MARKER]      leave a setsid child and a double-forked grandchild sleeping, MARKER in
@@ -20,6 +22,7 @@ attempts; each prints one JSON line ``{"op", "target", "ok", "error", "result"}`
     ["family", PIDFILE, N]     start N sleeping children, then write "done" to PIDFILE
     ["setsid", PIDFILE]        start a child in a session of its own, then write "done"
     ["await", PATH]            wait until PATH exists
+    ["run", PROGRAM, ARG...]   run a program; its stdout
     ["sleep"]                  sleep without end
     ["flood"]                  print without end
     ["allocate", MB]           allocate and touch MB MiB of memory
@@ -37,6 +40,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from typing import Any
 
@@ -80,6 +84,16 @@ def attempt(op: str, *args: Any) -> Any:
                 return conn.recv(100).decode() or None
             except TimeoutError:
                 return None
+    if op == "echo":
+        sent = os.urandom(int(args[2]))
+        started = time.monotonic()
+        with socket.create_connection((args[0], int(args[1])), timeout=10) as conn:
+            # A thread sends while this one reads: the echo must not wait on a full buffer.
+            sender = threading.Thread(target=lambda: (conn.sendall(sent), conn.shutdown(socket.SHUT_WR)))
+            sender.start()
+            received = b"".join(iter(lambda: conn.recv(65536), b""))
+            sender.join()
+        return {"same": received == sent, "bytes": len(received), "seconds": round(time.monotonic() - started, 4)}
     if op == "udp":
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             sock.sendto(b"hello", (args[0], int(args[1])))
@@ -105,6 +119,8 @@ def attempt(op: str, *args: Any) -> Any:
             f.write("done")
         os.replace(args[0] + ".tmp", args[0])
         return None
+    if op == "run":
+        return subprocess.run(list(args), capture_output=True, text=True, check=True, timeout=30).stdout
     if op == "await":
         while not os.path.exists(args[0]):
             time.sleep(0.01)

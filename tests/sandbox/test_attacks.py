@@ -7,6 +7,7 @@ import os
 import socket
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -282,6 +283,45 @@ def test_h4_the_env_file_database_and_root_only_secrets_are_hidden_even_read_onl
     assert proc.exit_code == 0, proc.stderr_tail
     assert [line["ok"] for line in report] == [False] * 4, report
     assert (db_dir / "missions.db").read_text() == "every mission's objective and result\n"
+
+
+def test_h4_the_real_home_is_hidden_but_its_toolchains_on_path_still_run(
+    scene: Scene, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = scene.tmp / "the-users-home"
+    tool = home / ".toolchain" / "bin" / "tool"
+    tool.parent.mkdir(parents=True)
+    tool.write_text("#!/bin/sh\necho tool-ran\n")
+    tool.chmod(0o755)
+    (home / ".toolchain" / "credentials").mkdir()
+    (home / "notes.txt").write_text("the user's own notes\n")
+    (home / ".gradle").mkdir()
+    (home / ".gradle" / "cache.txt").write_text("build cache\n")
+    (home / ".ssh").mkdir()
+    (home / ".ssh" / "id_ed25519").write_text("private key\n")
+    (home / ".toolchain" / ".ssh").symlink_to(home / ".ssh")  # a way round through a readable entry
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("PATH", f"{tool.parent}{os.pathsep}{os.environ['PATH']}")
+
+    attempts: list[list[Any]] = [
+        ["run", "tool"],  # a toolchain on PATH inside HOME still runs
+        ["read", str(home / ".gradle" / "cache.txt")],  # readable only when named in the setting
+        ["read", str(home / "notes.txt")],
+        ["list", str(home)],
+        ["read", str(home / ".ssh" / "id_ed25519")],
+        ["read", str(home / ".toolchain" / ".ssh" / "id_ed25519")],
+    ]
+    report, proc = scene.run(scene.sandbox(sandbox=backend, sandbox_home_readable=[".gradle"]), attempts)
+    assert proc.exit_code == 0, proc.stderr_tail
+    run, gradle, notes, listing, key, key_via_link = report
+    assert run["result"] == "tool-ran\n" and gradle["result"] == "build cache\n", report
+    assert not (notes["ok"] or key["ok"] or key_via_link["ok"]), report
+    # Under bwrap HOME is an empty tmpfs holding the readable entries' mount points; Landlock refuses.
+    assert not listing["ok"] or set(listing["result"]) <= {".toolchain", ".gradle"}, listing
+
+    # Without the setting, an entry that holds no PATH folder is hidden like the rest.
+    report, _ = scene.run(scene.sandbox(sandbox=backend), attempts[1:2])
+    assert [line["ok"] for line in report] == [False], report
 
 
 def test_h4_a_handoff_root_holding_the_database_is_a_config_error(scene: Scene) -> None:

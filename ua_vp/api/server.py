@@ -68,6 +68,13 @@ def run(settings: Settings, host: str | None = None, port: int | None = None, *,
     host = host or settings.host
     port = port or settings.port
     check_bind(settings, host)
+    if port in settings.sandbox_loopback_ports:
+        # UA_VP_PORT is checked with the settings; a --port given here is checked now.
+        raise ConfigError(
+            f"refusing to serve the ops API on port {port}: UA_VP_SANDBOX_LOOPBACK_PORTS lets missions reach it",
+            setting="UA_VP_SANDBOX_LOOPBACK_PORTS",
+            port=port,
+        )
     # The app's Host allow-list includes the address actually bound.
     settings = settings.model_copy(update={"host": host, "port": port})
     app = create_app(settings, lanes=lanes, in_process_lane=True)
