@@ -12,6 +12,11 @@ The home (``HOME``, the XDG folders and ``TMPDIR`` of the mission's processes)
 lives outside the workspace, under ``<state_dir>/homes/<mission_id>.<attempt>``,
 mode 0700, and is removed when the attempt ends: a CLI's caches and whatever
 credentials a runtime seeds into it do not outlive the attempt.
+
+The full output of its processes goes to ``<state_dir>/output/<mission_id>.<attempt>.log``
+(:class:`OutputLog`), written by the worker only: the folder is outside every
+workspace and hidden from every sandbox, and the file is created new, never
+through a link, and kept after the attempt for people to read.
 """
 
 from __future__ import annotations
@@ -51,6 +56,47 @@ def fresh_home(homes_root: Path, mission: Mission) -> Path:
         remove_home(home)
     os.mkdir(home, 0o700)
     return home
+
+
+class OutputLog:
+    """An attempt's stdout and stderr lines (``out| `` / ``err| ``), up to ``limit`` bytes; past
+    it a last line says how much was cut."""
+
+    def __init__(self, path: Path, limit: int) -> None:
+        # O_EXCL and O_NOFOLLOW: never a file or link someone put there; 0600: the output may hold secrets.
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        self.path = path
+        self.limit = limit
+        self.written = 0
+        self.cut = 0
+        self._file = os.fdopen(os.open(path, flags, 0o600), "wb")
+
+    def write(self, stream: str, line: str) -> None:
+        data = f"{'err' if stream == 'stderr' else 'out'}| {line}\n".encode(errors="replace")
+        room = self.limit - self.written
+        if len(data) > room:
+            self.cut += len(data) - max(room, 0)
+            data = data[: max(room, 0)]
+        self._file.write(data)
+        self.written += len(data)
+
+    def close(self) -> dict[str, object]:
+        """Close the log; what the ``output_log`` progress event says about it."""
+        if self.cut:
+            self._file.write(f"\n[ua-vp: output log cut at {self.limit} bytes; {self.cut} more not kept]\n".encode())
+        self._file.close()
+        return {"path": str(self.path), "bytes": self.written, "cut_bytes": self.cut}
+
+
+def open_output_log(output_root: Path, mission: Mission, limit: int) -> OutputLog:
+    """A new ``<output_root>/<mission_id>.<attempt>.log``; one left by a worker that died mid-attempt
+    is replaced (the name is this attempt's own)."""
+    output_root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(output_root, 0o700)
+    path = output_root / f"{mission.mission_id}.{mission.attempt}.log"
+    if os.path.lexists(path):
+        os.unlink(path)
+    return OutputLog(path, limit)
 
 
 def remove_home(home: Path) -> None:

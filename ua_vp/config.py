@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     """Processes and threads of each process tree a mission starts (cgroup only). 0: no limit."""
     mission_max_file_mb: int = Field(default=4096, ge=0, le=1024 * 1024 * 1024)
     """Largest file a mission's process may write, in MiB (RLIMIT_FSIZE). 0: no limit."""
+    mission_output_log_mb: int = Field(default=16, ge=0, le=1024 * 1024)
+    """Largest full output log (stdout and stderr of a mission's processes) kept per attempt under
+    ``<state_dir>/output``, in MiB; past it the log says how much was cut. 0: no log."""
     mission_cpu_seconds: int = Field(default=7200, ge=0, le=365 * 86_400)
     """CPU time of each process a mission starts, all its threads together (RLIMIT_CPU). 0: no limit."""
     shutdown_grace_seconds: float = Field(default=30.0, ge=0.0, le=3600.0)
@@ -353,6 +356,11 @@ class Settings(BaseSettings):
     def homes_root(self) -> Path:
         """Where each mission attempt gets its private home (``<state_dir>/homes``)."""
         return self.state_dir / "homes"
+
+    @property
+    def output_root(self) -> Path:
+        """Where each mission attempt's full output log is kept (``<state_dir>/output``)."""
+        return self.state_dir / "output"
 
     def workspace_root(self, name: str, configured: Path | None) -> Path:
         return (configured or self.state_dir / "workspaces" / name).expanduser()

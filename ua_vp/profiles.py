@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
 
+    from ua_vp.attempts import OutputLog
     from ua_vp.config import Settings
     from ua_vp.missions import Mission
     from ua_vp.sandbox import Sandbox
@@ -83,6 +84,9 @@ class MissionContext:
     created empty (mode 0700) outside the workspace before ``execute``, removed when the attempt ends,
     writable in the sandbox while every other mission's home stays hidden. None outside a worker:
     :func:`~ua_vp.runtimes.process.run_process` then uses a folder in the workspace."""
+    output_log: OutputLog | None = None
+    """Where :func:`~ua_vp.runtimes.process.run_process` keeps every output line of the attempt's
+    processes (bounded); None outside a worker or with ``UA_VP_MISSION_OUTPUT_LOG_MB=0``."""
     sandbox: Sandbox | None = None
     """Where :func:`ua_vp.runtimes.process.run_process` confines the mission's processes; the
     worker always sets it (backend ``none`` when it runs them unconfined). None means nobody

@@ -200,7 +200,7 @@ def for_profile(profile: Profile, policy: GuardPolicy, settings: Settings) -> Sa
             vp_id=profile.vp_id,
         )
     workspace_root = policy.workspace_root or (policy.allowed[0] if policy.allowed else None)
-    roots_of_missions = [settings.homes_root, *([workspace_root] if workspace_root else [])]
+    roots_of_missions = [settings.homes_root, settings.output_root, *([workspace_root] if workspace_root else [])]
     home, readable = real_home_rules(settings.sandbox_home_readable)
     hidden = [*roots_of_missions, *hidden_by_default(settings, policy), *home]
     # A worker that starts no process has nothing to limit: no cgroup probe for it.

@@ -346,7 +346,14 @@ class Worker:
 
     async def _execute(self, run: Running, mlog: Any) -> tuple[dict[str, Any] | None, dict[str, Any] | None, Status]:
         mission = run.mission
-        home = None
+        home = output_log = None
+
+        def emit(kind: str, payload: dict[str, Any]) -> None:
+            if len(run.progress) < PROGRESS_MAX_PER_FLUSH:
+                run.progress.append({"kind": kind, **payload})
+            else:
+                run.dropped += 1
+
         try:
             workspace = await asyncio.to_thread(attempts.fresh_workspace, self.profile.workspace_root, mission)
             # Worker-time guard: the filesystem may have changed since dispatch
@@ -355,13 +362,12 @@ class Worker:
             # the loop, which in the in-process lane is the whole API.
             await asyncio.to_thread(self.registry.check_mission, mission, "worker", workspace=workspace)
             home = await asyncio.to_thread(attempts.fresh_home, self.settings.homes_root, mission)
+            if self.settings.mission_output_log_mb:
+                cap = self.settings.mission_output_log_mb * 1024 * 1024
+                output_log = await asyncio.to_thread(attempts.open_output_log, self.settings.output_root, mission, cap)
+                # Now, while it cannot be crowded out by the output itself (PROGRESS_MAX_PER_FLUSH).
+                emit("output_log", {"path": str(output_log.path), "max_bytes": cap})
             deadline = time.monotonic() + self._max_seconds(mission)
-
-            def emit(kind: str, payload: dict[str, Any]) -> None:
-                if len(run.progress) < PROGRESS_MAX_PER_FLUSH:
-                    run.progress.append({"kind": kind, **payload})
-                else:
-                    run.dropped += 1
 
             ctx = MissionContext(
                 mission=mission,
@@ -373,6 +379,7 @@ class Worker:
                 log=mlog,
                 sandbox=self.sandbox,
                 home=home,
+                output_log=output_log,
             )
             outcome = await self.executor.execute(mission, ctx)
             return outcome.to_json(self.profile.runtime), None, Status.COMPLETED
@@ -388,6 +395,8 @@ class Worker:
             mlog.exception("executor_crashed")
             return None, {"code": "executor_error", "message": f"{type(exc).__name__}: {exc}"}, Status.FAILED
         finally:
+            if output_log is not None:
+                mlog.info("output_log_closed", **output_log.close())
             if home is not None:
                 # Shielded: a second cancellation must not leave the home (and its credentials) behind.
                 await asyncio.shield(asyncio.to_thread(attempts.remove_home, home))

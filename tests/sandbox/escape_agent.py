@@ -29,6 +29,7 @@ attempts; each prints one JSON line ``{"op", "target", "ok", "error", "result"}`
     ["fork", N]                start N sleeping children; a fork that fails ends the agent with exit 3
     ["fill", PATH, KB]         write KB KiB to PATH, with SIGXFSZ at its default (as a C program has it)
     ["spin"]                   burn CPU time without end
+    ["print", N]               print N lines of 1 KiB to stdout, and every 100th also to stderr
 """
 
 from __future__ import annotations
@@ -152,6 +153,12 @@ def attempt(op: str, *args: Any) -> Any:
                 f.write(b"x" * 1024)
                 f.flush()
         return int(args[1])
+    if op == "print":
+        for n in range(int(args[0])):
+            print(f"line {n:06d} " + "y" * 1012)
+            if n % 100 == 0:
+                print(f"stderr line {n}", file=sys.stderr)
+        return int(args[0])
     if op == "spin":
         while True:
             pass

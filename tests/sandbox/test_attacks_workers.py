@@ -43,7 +43,9 @@ def test_c1_a_retry_makes_the_host_write_nothing_through_a_link_the_first_attemp
     root = scene.state / "workspaces" / "general"
     root.mkdir(parents=True)
     db_files = [scene.tmp / f"ua_vp.db{suffix}" for suffix in ("", "-wal", "-shm", "-journal")]
-    untouched = [root, scene.handoff, workers.logs_dir, scene.settings().homes_root, *db_files]
+    # The worker's own writes: homes, and each attempt's output log.
+    homes, logs = scene.settings().homes_root, scene.settings().output_root
+    untouched = [root, scene.handoff, workers.logs_dir, homes, logs, *db_files]
     before = snapshot(scene.tmp, untouched)
 
     # Attempt 1 plants the link and sleeps; a restart with no grace gives the mission back.

@@ -37,7 +37,7 @@ def test_a_worker_on_defaults_confines_its_missions(
     workspace.parent.mkdir(parents=True)
     db_files = [scene.tmp / f"ua_vp.db{suffix}" for suffix in ("", "-wal", "-shm", "-journal")]
     homes = scene.settings().homes_root
-    untouched = [workspace, scene.handoff, workers.logs_dir, homes, *db_files]
+    untouched = [workspace, scene.handoff, workers.logs_dir, homes, scene.settings().output_root, *db_files]
     before = snapshot(scene.tmp, untouched)
 
     workers.start(GENERAL, "--once")

@@ -214,11 +214,11 @@ async def _supervise(
     stderr_errors: deque[str] = deque(maxlen=TAIL_LINES)
     assert proc.stdout is not None and proc.stderr is not None
     waiter = asyncio.ensure_future(_until_exit(proc))
+    on_stdout = _kept(ctx, "stdout", on_stdout)
+    on_stderr = _kept(ctx, "stderr", on_stderr or output_events(ctx, "stderr"))
     pumps = [
         asyncio.ensure_future(_pump(proc.stdout, meter, stdout_tail, on_stdout)),
-        asyncio.ensure_future(
-            _pump(proc.stderr, meter, stderr_tail, on_stderr or output_events(ctx, "stderr"), errors=stderr_errors)
-        ),
+        asyncio.ensure_future(_pump(proc.stderr, meter, stderr_tail, on_stderr, errors=stderr_errors)),
     ]
     try:
         if network is not None:
@@ -269,6 +269,19 @@ async def _supervise(
     if check:
         result.raise_for_exit()
     return result
+
+
+def _kept(ctx: MissionContext, stream: str, on_line: LineHandler) -> LineHandler:
+    """``on_line``, with each line also kept in the attempt's output log (when there is one)."""
+    log = ctx.output_log
+    if log is None:
+        return on_line
+
+    def keep(line: str) -> None:
+        log.write(stream, line)
+        on_line(line)
+
+    return keep
 
 
 async def _spawn(
