@@ -40,13 +40,15 @@ Backends (``UA_VP_SANDBOX``; ``auto`` takes the first that works here, probed on
     the program (its docstring says what is granted and why a wrapper).
 ``none``
     no confinement: each process logs ``mission_unsandboxed`` and records a
-    ``sandbox`` progress event saying so. CODIE with ``UA_VP_HARD_BLOCK_UA_REPO=1``
-    refuses to start with it unless ``UA_VP_ALLOW_UNSANDBOXED=1``.
+    ``sandbox`` progress event saying so. The program still runs under
+    :mod:`ua_vp.sandbox_exec` ``--reap``, a subreaper that kills what it leaves behind.
+    CODIE with ``UA_VP_HARD_BLOCK_UA_REPO=1`` refuses to start with it unless
+    ``UA_VP_ALLOW_UNSANDBOXED=1``.
 
 Under every backend, ``none`` included, the program starts through
 :mod:`ua_vp.sandbox_exec`, which applies the per-mission limits (:mod:`ua_vp.limits`)
-first: as the landlock wrapper itself, and as ``--limits-only`` in front of bwrap
-or of the bare program. With every limit off and no cgroup there is no such wrapper.
+first: as the landlock wrapper itself, as the ``--reap`` wrapper, and as ``--limits-only``
+in front of bwrap. With every limit off and no cgroup bwrap has no such wrapper.
 """
 
 from __future__ import annotations
@@ -450,7 +452,8 @@ class Sandbox:
         record: dict[str, Any] = {"backend": self.backend, "sandboxed": self.sandboxed, "network": network}
         if not self.sandboxed:
             record["warning"] = f"ran unsandboxed: {self.reason}"
-            return Command(_with_limits(argv, limit_args), {}, record)
+            # Unconfined, but as a subreaper: what the program leaves behind dies with it.
+            return Command([*_landlock_prefix(), "--reap", *limit_args, "--", *argv], {}, record)
         # The policy's roots are realpaths; the workspace must be one too, or nesting is misjudged.
         workspace = Path(os.path.realpath(workspace))
         rules = self.rules(workspace, Path(os.path.realpath(home)))

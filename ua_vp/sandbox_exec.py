@@ -3,6 +3,7 @@
     python -I -S sandbox_exec.py [LIMITS] [--write DIR]... [--protect|--hide|--read PATH]... [--no-tcp] -- PROGRAM...
     python -I -S sandbox_exec.py --limits-only [LIMITS] -- PROGRAM ARGS...
     python -I -S sandbox_exec.py --probe
+    python -I -S sandbox_exec.py --reap -- PROGRAM ARGS...     (backend none: no confinement, no survivors)
 
     LIMITS: [--rlimit fsize|cpu|data=SOFT:HARD]... [--cgroup DIR]...
 
@@ -429,6 +430,61 @@ def supervise(child: int, info_fd: int | None) -> int:
         return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
 
 
+# --- no sandbox: still no survivors ----------------------------------------------------------
+
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def run_reaper(command: list[str]) -> int:
+    """The ``none`` backend's wrapper (``--reap``): no confinement, but no survivors either.
+
+    As a child subreaper it inherits every orphan of the program's tree (a double fork, a
+    ``setsid`` daemon: they leave the process group, not our ancestry), so when the program
+    ends, or this wrapper is told to stop, it kills what is left. The worker's own stop covers
+    a SIGKILLed wrapper: it signals the wrapper's descendants first (:mod:`ua_vp.runtimes.process`)."""
+    if _prctl(_PR_SET_CHILD_SUBREAPER, 1) != 0:
+        raise SandboxError(f"prctl(PR_SET_CHILD_SUBREAPER) failed: {os.strerror(ctypes.get_errno())}")
+    program = os.fork()
+    if program == 0:
+        try:
+            os.execvp(command[0], command)
+        except OSError as exc:
+            print(f"ua-vp: cannot start {command[0]!r}: {exc.strerror}", file=sys.stderr)
+            os._exit(127)
+    for sig in _FORWARDED:
+        signal.signal(sig, lambda signum, _frame: _forward(program, signum))
+    status = 0
+    while True:
+        try:
+            _, status = os.waitpid(program, 0)
+        except InterruptedError:
+            continue
+        break
+    _kill_children()
+    if os.WIFSIGNALED(status):
+        # Die of the same signal, so the worker reports "killed by SIGKILL", not an exit code.
+        signal.signal(os.WTERMSIG(status), signal.SIG_DFL)
+        os.kill(os.getpid(), os.WTERMSIG(status))
+    return os.waitstatus_to_exitcode(status)
+
+
+def _kill_children() -> None:
+    """SIGKILL our children until none is left: an orphan of a killed child becomes ours in turn."""
+    me = str(os.getpid()).encode()
+    while True:
+        for name in os.listdir("/proc"):
+            if name.isdigit():
+                with contextlib.suppress(OSError, IndexError), open(f"/proc/{name}/stat", "rb") as f:
+                    if f.read().rsplit(b")", 1)[1].split()[1] == me:
+                        os.kill(int(name), signal.SIGKILL)
+        try:
+            os.wait()
+        except ChildProcessError:
+            return
+        except InterruptedError:
+            continue
+
+
 # --- seccomp: no unix sockets ---------------------------------------------------------------
 # Landlock cannot stop a connect() to a named unix socket (a PostgreSQL or Docker socket
 # elsewhere on the host). socket(AF_UNIX) is refused instead; socketpair() still works, which is
@@ -512,7 +568,7 @@ def parse(argv: list[str]) -> dict[str, list[str]]:
         if arg == "--":
             options["command"] = rest
             break
-        if arg in ("--no-tcp", "--probe", "--limits-only"):
+        if arg in ("--no-tcp", "--probe", "--limits-only", "--reap"):
             options["flags"].append(arg)
         elif arg in _VALUED and rest:
             options[arg[2:]].append(rest.pop(0))
@@ -552,6 +608,8 @@ def main(argv: list[str] | None = None) -> int:
         if "--limits-only" in options["flags"]:
             return _limits_only(options["rlimit"], options["cgroup"], command)
         apply_limits(options["rlimit"], options["cgroup"])
+        if "--reap" in options["flags"]:
+            return run_reaper(command)
         info_fd, go_fd = _fd(options["info-fd"]), _fd(options["go-fd"])
         restriction = {
             "write": options["write"],

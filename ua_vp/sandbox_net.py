@@ -83,10 +83,12 @@ class PrivateNetwork:
     async def attach(self) -> int:
         """Give the sandbox its network, then let it start the program; the namespace's pid."""
         try:
-            pid = await asyncio.wait_for(asyncio.to_thread(_read_child_pid, self.info_r), SETUP_SECONDS)
+            async with asyncio.timeout(SETUP_SECONDS):
+                pid = await asyncio.to_thread(_read_child_pid, self.info_r)
             # bwrap reports the pid before it configures the namespace's loopback, and fails if
             # slirp4netns configured it first: wait until the loopback has its address.
-            await asyncio.wait_for(_loopback_configured(pid), SETUP_SECONDS)
+            async with asyncio.timeout(SETUP_SECONDS):
+                await _loopback_configured(pid)
             ready_r, ready_w = os.pipe()
             exit_r, self._exit_w = os.pipe()
             os.set_inheritable(self._exit_w, False)
@@ -110,7 +112,8 @@ class PrivateNetwork:
                 os.close(ready_w)
                 os.close(exit_r)
             try:
-                ready = await asyncio.wait_for(asyncio.to_thread(os.read, ready_r, 1), SETUP_SECONDS)
+                async with asyncio.timeout(SETUP_SECONDS):
+                    ready = await asyncio.to_thread(os.read, ready_r, 1)
             finally:
                 os.close(ready_r)
             if ready != b"1":
@@ -136,7 +139,8 @@ class PrivateNetwork:
             self._exit_w = None
         if self.slirp is not None and self.slirp.returncode is None:
             try:
-                await asyncio.wait_for(self.slirp.wait(), 2.0)
+                async with asyncio.timeout(2.0):
+                    await self.slirp.wait()
             except TimeoutError:
                 self.slirp.kill()
                 await self.slirp.wait()

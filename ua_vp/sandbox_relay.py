@@ -205,7 +205,8 @@ async def open_relay(pid: int, ports: Sequence[int]) -> Relay:
 
 async def _relay(port: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     try:
-        up_reader, up_writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), CONNECT_SECONDS)
+        async with asyncio.timeout(CONNECT_SECONDS):
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", port)
     except (OSError, TimeoutError):
         # Nothing listens there (or it is stuck): the mission sees a reset, not an empty answer.
         _reset(writer)

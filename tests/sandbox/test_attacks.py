@@ -3,9 +3,11 @@ processes. Each test names its finding; the worker-level attacks are in ``test_a
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ from ua_vp import attempts
 from ua_vp.runtimes import command
 from ua_vp.runtimes.common import list_artifacts, write_new_file
 from ua_vp.runtimes.environment import XDG_DIRS
+from ua_vp.runtimes.process import run_process
 
 from .conftest import GREETING, SECRETS, Internet, Scene, backend_or_skip, make_mission, snapshot, wait_for
 
@@ -242,13 +245,54 @@ def test_h4_no_host_unix_socket_answers(
 # --- H3: survivors ----------------------------------------------------------------------------------
 
 
-def test_h3_no_process_outlives_a_mission_that_ended_on_its_own(scene: Scene, backend: str) -> None:
-    report, proc = scene.run(scene.sandbox(sandbox=backend), [["survivors", scene.marker]])
+def test_h3_no_process_outlives_a_mission_that_ended_on_its_own(scene: Scene, any_backend: str) -> None:
+    box = scene.sandbox(sandbox=any_backend, allow_unsandboxed=True)
+    report, proc = scene.run(box, [["survivors", scene.marker]])
     assert proc.exit_code == 0 and report[0]["ok"], (report, proc.stderr_tail)
     wait_for(lambda: not processes_with(scene.marker), 5, "the setsid and double-forked sleepers to be gone")
 
 
-def processes_with(marker: str) -> list[int]:
+def test_h3_no_process_outlives_a_cancelled_mission(scene: Scene, any_backend: str) -> None:
+    box = scene.sandbox(sandbox=any_backend, allow_unsandboxed=True)
+
+    async def cancel_once_they_run() -> None:
+        ctx = scene.ctx(box, make_mission("[]"))
+        argv = scene.argv([["survivors", scene.marker], ["sleep"]])
+        task = asyncio.ensure_future(run_process(argv, ctx, on_stdout=lambda _line: None, check=False))
+        deadline = time.monotonic() + 30
+        while len(processes_with(scene.marker, "time.sleep")) < 2:
+            assert not task.done(), task.result()
+            assert time.monotonic() < deadline, f"the sleepers never started: {scene.events}"
+            await asyncio.sleep(0.02)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(cancel_once_they_run())
+    wait_for(lambda: not processes_with(scene.marker), 5, "the setsid and double-forked sleepers to be gone")
+
+
+@pytest.mark.parametrize("after", [n / 200 for n in range(30)])
+def test_a_cancel_while_the_sandbox_starts_is_never_lost(scene: Scene, any_backend: str, after: float) -> None:
+    """Cancelled at any moment of the start-up (network hand-shake included), the run ends cancelled.
+    (asyncio.wait_for on Python 3.11 drops a cancel that lands as its inner future completes.)"""
+    box = scene.sandbox(sandbox=any_backend, allow_unsandboxed=True)
+
+    async def cancel_during_start() -> None:
+        ctx = scene.ctx(box, make_mission("[]"))
+        task = asyncio.ensure_future(run_process(scene.argv([["sleep"]]), ctx, on_stdout=lambda _line: None))
+        while not scene.of_kind("process_started"):
+            await asyncio.sleep(0.001)
+        await asyncio.sleep(after)
+        task.cancel()
+        await asyncio.wait({task}, timeout=30)
+        assert task.cancelled(), "the cancel was lost: the program runs on"
+
+    asyncio.run(cancel_during_start())
+
+
+def processes_with(marker: str, *also: str) -> list[int]:
+    """Live processes whose command line holds ``marker`` and each of ``also``."""
     found = []
     for name in os.listdir("/proc"):
         if name.isdigit():
@@ -257,7 +301,7 @@ def processes_with(marker: str) -> list[int]:
                 state = Path(f"/proc/{name}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
             except (OSError, IndexError):
                 continue
-            if marker.encode() in raw and state not in (b"Z", b"X"):
+            if all(m.encode() in raw for m in (marker, *also)) and state not in (b"Z", b"X"):
                 found.append(int(name))
     return found
 

@@ -10,8 +10,9 @@ a member of the group running.
 With ``ctx.sandbox`` set (the worker always sets it) the program runs inside the
 mission's sandbox (:mod:`ua_vp.sandbox`). The wrapper is the group leader and the
 sandboxed processes stay in its group, so the same signals reach them; under
-bwrap they also die with their PID namespace when the wrapper does, even ones
-that left the group.
+bwrap and Landlock they also die with their PID namespace when the wrapper does,
+even ones that left the group, and under ``none`` the wrapper is a subreaper that
+kills them (:func:`ua_vp.sandbox_exec.run_reaper`).
 """
 
 from __future__ import annotations
@@ -234,7 +235,8 @@ async def _supervise(
         if await _stop_group(proc, pgid, term_grace):
             ctx.log.warning("process_leftovers_stopped", pid=proc.pid, program=program)
         try:
-            await asyncio.wait_for(asyncio.gather(*pumps), _DRAIN_SECONDS)
+            async with asyncio.timeout(_DRAIN_SECONDS):
+                await asyncio.gather(*pumps)
             await _close_pipes(proc)
         except TimeoutError:
             # Only a process that left the group (setsid) can still hold them; we do not wait for it.
@@ -245,7 +247,8 @@ async def _supervise(
             task.cancel()
         await asyncio.gather(waiter, *pumps, return_exceptions=True)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(_close_pipes(proc), _DRAIN_SECONDS)
+            async with asyncio.timeout(_DRAIN_SECONDS):
+                await _close_pipes(proc)
         ctx.log.info("process_stopped", pid=proc.pid, program=program, reason=type(exc).__name__)
         raise
 
@@ -459,14 +462,18 @@ async def _stop_group(proc: asyncio.subprocess.Process, pgid: int, grace: float)
     deadline = time.monotonic() + grace
     try:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(_until_exit(proc), grace)
+            async with asyncio.timeout(grace):
+                await _until_exit(proc)
         # The leader may exit at once while a child of it ignores SIGTERM.
         while _group_alive(pgid) and time.monotonic() < deadline:
             await asyncio.sleep(_POLL_SECONDS)
     finally:
         # Also on a second cancellation during the grace: the group must not outlive us.
-        _signal_group(pgid, signal.SIGKILL)
+        # Strays again first, while the leader lives to show whose they are: some may be new.
+        if proc.returncode is None:
+            strays |= _strays(proc.pid, pgid)
         _signal_each(strays, signal.SIGKILL)
+        _signal_group(pgid, signal.SIGKILL)
     await _until_exit(proc)
     return True
 
