@@ -238,8 +238,19 @@ def cgroup_controller(name: str) -> Controller | None:
             continue
         controller = Controller(name, version, parent)  # type: ignore[arg-type]
         if _trial(controller):
+            _remove_leftovers(controller)
             return controller
     return None
+
+
+def _remove_leftovers(controller: Controller) -> None:
+    """Remove the empty cgroups of workers that are gone (killed before they could clean up).
+    Only a dead worker's: a live one's may be about to be joined."""
+    for folder in controller.parent.glob("ua-vp-*-*"):
+        creator = folder.name.split("-")[2]
+        if creator.isdigit() and not os.path.exists(f"/proc/{creator}"):
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)  # fails, and stays, while a process is still in it
 
 
 def _own_cgroups() -> dict[str, str]:

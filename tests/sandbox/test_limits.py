@@ -135,3 +135,19 @@ def test_a_sandboxed_agent_cannot_leave_its_cgroup(scene: Scene, backend: str) -
     report, proc = scene.run(box(scene, backend), [["write", str(controller.parent / "cgroup.procs")]])
     assert proc.exit_code == 0 and not report[0]["ok"], report
     assert "Read-only file system" in report[0]["error"] or "Permission denied" in report[0]["error"]
+
+
+def test_cgroups_a_killed_worker_left_are_removed_at_the_next_start() -> None:
+    controller = needs_cgroup("pids")
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    left, live = controller.parent / f"ua-vp-{gone.pid}-0123abcd", controller.parent / f"ua-vp-{os.getpid()}-0123abcd"
+    for folder in (left, live):
+        folder.mkdir()
+    try:
+        limits._remove_leftovers(controller)
+        assert not left.exists() and live.exists()
+    finally:
+        for folder in (left, live):
+            if folder.exists():
+                folder.rmdir()
