@@ -362,7 +362,8 @@ class Worker:
             # the loop, which in the in-process lane is the whole API.
             await asyncio.to_thread(self.registry.check_mission, mission, "worker", workspace=workspace)
             home = await asyncio.to_thread(attempts.fresh_home, self.settings.homes_root, mission)
-            if self.settings.mission_output_log_mb:
+            # Only a runtime that starts processes has output to keep (not dry-run, not openai).
+            if self.settings.mission_output_log_mb and self.profile.runtime not in sandbox.NO_PROCESS_RUNTIMES:
                 cap = self.settings.mission_output_log_mb * 1024 * 1024
                 output_log = await asyncio.to_thread(attempts.open_output_log, self.settings.output_root, mission, cap)
                 # Now, while it cannot be crowded out by the output itself (PROGRESS_MAX_PER_FLUSH).
