@@ -7,7 +7,6 @@ the CLIs or root (for the network namespace) are missing; under ``CI=true`` they
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -16,16 +15,10 @@ from pathlib import Path
 import pytest
 
 from tests.agents.stub_net import StubInternet, stub_internet, why_unavailable
+from tests.conftest import required
 
 HERE = Path(__file__).resolve().parent
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 CLIS = {"claude-cli": "claude", "codex-cli": "codex"}
-
-
-def unavailable(reason: str) -> None:
-    if IN_CI:
-        pytest.fail(f"{reason}; under CI=true the real agent CLIs must run, not skip")
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")
@@ -36,9 +29,9 @@ def agent_bins(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     refused. A hard-linked copy outside it costs nothing (same file system) or a copy."""
     installed = HERE / "node_modules"
     if not all((installed / ".bin" / name).exists() for name in CLIS.values()):
-        unavailable("the agent CLIs are not installed: run npm ci --prefix tests/agents")
+        required("the agent CLIs are not installed: run npm ci --prefix tests/agents")
     if shutil.which("node") is None:
-        unavailable("node is not installed (apt-get install nodejs npm)")
+        required("node is not installed (apt-get install nodejs npm)")
     target = tmp_path_factory.mktemp("agents") / "node_modules"
     link = subprocess.run(["cp", "-al", str(installed), str(target)], capture_output=True)
     if link.returncode != 0:
@@ -47,7 +40,7 @@ def agent_bins(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     for path in bins.values():
         version = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=60)
         if version.returncode != 0:
-            unavailable(f"{path} --version failed: {version.stderr.strip()[-500:]}")
+            required(f"{path} --version failed: {version.stderr.strip()[-500:]}")
     return bins
 
 
@@ -56,6 +49,6 @@ def stub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StubInternet]:
     """The stub providers on a non-loopback address in a network namespace made for this session."""
     reason = why_unavailable()
     if reason:
-        unavailable(f"no stub internet: {reason}")
+        required(f"no stub internet: {reason}")
     with stub_internet(tmp_path_factory.mktemp("stub")) as net:
         yield net

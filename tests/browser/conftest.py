@@ -22,12 +22,12 @@ import httpx
 import pytest
 
 from tests.api.conftest import Served, start_server
+from tests.conftest import required
 from tests.worker.conftest import Workers
 from ua_vp.store import open_store
 
 CHROMIUM = os.environ.get("UA_VP_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("UA_VP_TEST_CHROMEDRIVER", "/usr/bin/chromedriver")
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 ARTIFACTS = Path(os.environ.get("UA_VP_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts"))
 VP = "vp.general.primary"
 WAIT = 20.0
@@ -37,9 +37,7 @@ def _need_browser() -> None:
     missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not shutil.which(p)]
     if missing:
         reason = f"no browser: {', '.join(missing)} missing (apt-get install chromium chromium-driver)"
-        if IN_CI:
-            pytest.fail(f"{reason}; under CI=true the browser tests must run, not skip")
-        pytest.skip(reason)
+        required(reason)
 
 
 @pytest.fixture(scope="session")
