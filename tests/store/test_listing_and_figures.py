@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
+import sqlalchemy
 
 from ua_vp.errors import InvalidRequest
 from ua_vp.missions import MissionSpec, Status
@@ -116,3 +117,31 @@ def test_snapshot_counts_every_state_recovery_and_latency(short_lease_store: Mis
     # Silent for longer than a lease: lost (as the store with the short lease sees it).
     time.sleep(0.3)
     assert snapshot(short).sessions == {(GENERAL, "lost"): 1}
+
+
+def test_the_newest_first_listing_reads_an_index_instead_of_sorting_every_mission(store: MissionStore) -> None:
+    enqueue(store, 5)
+    ran: list[tuple[str, object]] = []
+
+    def capture(conn: object, cursor: object, statement: str, params: object, context: object, many: bool) -> None:
+        if "FROM vp_missions" in statement and "ORDER BY" in statement:
+            ran.append((statement, params))
+
+    sqlalchemy.event.listen(store.engine, "before_cursor_execute", capture)
+    try:
+        store.list_missions(limit=50)
+    finally:
+        sqlalchemy.event.remove(store.engine, "before_cursor_execute", capture)
+    [(statement, params)] = ran
+    with store.engine.connect() as conn:
+        raw = conn.connection.driver_connection
+        cursor = raw.cursor()
+        if store.is_postgres:
+            # A five-row table is cheaper to sort than to index-scan: rule the shortcut out.
+            cursor.execute("SET enable_seqscan = off")
+            cursor.execute("EXPLAIN " + statement, params)
+        else:
+            cursor.execute("EXPLAIN QUERY PLAN " + statement, params)
+        plan = "\n".join(str(row) for row in cursor.fetchall())
+    assert "ix_vp_missions_created" in plan, plan
+    assert "Sort" not in plan and "TEMP B-TREE" not in plan, plan

@@ -87,6 +87,9 @@ missions = Table(
     Index("ux_vp_missions_idempotency", "vp_id", "idempotency_key", unique=True),
     # Listings and metrics: newest first per vp_id.
     Index("ix_vp_missions_vp_created", "vp_id", "created_at"),
+    # The unfiltered listing (the dashboard's first page, ``ua-vp missions``) in its exact
+    # order, ties by id: read backwards, a page costs its rows, not a sort of the whole table.
+    Index("ix_vp_missions_created", "created_at", "mission_id"),
 )
 
 events = Table(
