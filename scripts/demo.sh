@@ -53,7 +53,8 @@ echo
 echo "The mission above ran in the server's in-process lane with the offline dry-run runtime (no model)."
 echo "The demo keeps its state in $UA_VP_STATE_DIR; point your own ua-vp commands at it with:"
 echo "  export UA_VP_STATE_DIR=$UA_VP_STATE_DIR"
-echo "Then try: $venv/bin/ua-vp missions   |   $venv/bin/ua-vp missions --api $api   |   curl $api/api/v1/ops/vp/missions   |   open $api/schema"
+echo "Open the dashboard at $api/ (missions live, dispatch form, workers, metrics) and the API docs at $api/schema."
+echo "Then try: $venv/bin/ua-vp missions   |   $venv/bin/ua-vp missions --api $api   |   curl $api/api/v1/ops/vp/missions"
 if [ "${1:-}" = "--exit" ]; then exit 0; fi
 echo "Server still running on $api (log: $log); Ctrl-C to stop."
 wait $server
