@@ -31,6 +31,8 @@ from common import Figure, Options, scalar
 from peer_pgqueuer import scenario_pgqueuer
 from peer_procrastinate import scenario_procrastinate
 from prototypes import scenario_prototypes
+from prune_load import ROWS as PRUNE_ROWS
+from prune_load import scenario_prune
 from sustained import goals as sustained_goals
 from sustained import scenario_sustained
 from ua_store import scenario_depth, scenario_store
@@ -51,8 +53,9 @@ SCENARIOS: dict[str, Callable[[Options], list[Figure]]] = {
     "sustained": scenario_sustained,
     "wakeups": scenario_wakeups,
     "rss": scenario_idle_rss,
+    "prune": scenario_prune,
 }
-ONCE = ("sustained",)
+ONCE = ("sustained", "prune")
 """Long scenarios that run in the first round only."""
 
 
@@ -67,6 +70,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument(
         "--sustained-seconds", type=float, default=None, help="length of the sustained run (default 60 quick, 600 else)"
+    )
+    p.add_argument(
+        "--prune-rows", type=int, default=PRUNE_ROWS, help=f"finished missions to prune (default {PRUNE_ROWS:,})"
     )
     p.add_argument("--no-baselines", action="store_true", help="do not add pgbench and raw to a --scenario run")
     p.add_argument(
@@ -115,6 +121,7 @@ def main(argv: list[str]) -> int:
     skipped: list[str] = []
     if args.sustained_seconds:
         SCENARIOS["sustained"] = functools.partial(scenario_sustained, seconds=args.sustained_seconds)
+    SCENARIOS["prune"] = functools.partial(scenario_prune, rows=args.prune_rows)
     with tempfile.TemporaryDirectory(prefix="ua-vp-bench-") as tmp:
         opts = Options(args.database_url, args.quick, args.full, seconds, Path(tmp))
         for r in range(rounds):
@@ -138,7 +145,7 @@ def main(argv: list[str]) -> int:
     report.write(args.out, figures, goal_rows, meta)
     print(report.text_table(figures))
     for g in goal_rows:
-        print(f"{'met   ' if g['met'] else 'MISSED'} {g['goal']}: {g['compared']} = {g['measured']} ({g['target']})")
+        print(f"{report.status(g['met']):6} {g['goal']}: {g['compared']} = {g['measured']} ({g['target']})")
     for s in skipped:
         print(f"NOT RUN {s}")
     print(f"\nwrote {args.out / 'results.json'} and {args.out / 'results.md'}")
