@@ -196,11 +196,63 @@ def test_a_broken_plugin_is_reported_once_and_the_other_profiles_keep_working(cl
     assert "vp_general" in {p["name"] for p in plugins["plugins"]}
 
 
+FLAKY_CHECK = """
+from ua_vp import hookimpl
+from ua_vp.profiles import Profile
+
+@hookimpl
+def ua_vp_profiles(settings):
+    return [Profile(vp_id="vp.flaky.primary", name="FLAKY", description="x", workspace_root=settings.state_dir.parent / "flaky")]
+
+@hookimpl
+def ua_vp_check_mission(profile, mission, phase):
+    raise RuntimeError("policy service down")
+"""
+STRICT_CHECK = """
+from ua_vp import hookimpl
+from ua_vp.errors import GuardViolation
+
+@hookimpl
+def ua_vp_check_mission(profile, mission, phase):
+    if "secret" in mission.objective:
+        raise GuardViolation("no secret missions here", rule="strict")
+"""
+
+
+def test_a_plugin_whose_check_crashes_takes_only_its_own_profiles_down(cli: Cli, tmp_path: Path) -> None:
+    site = fake_dist(tmp_path / "site", "ua-vp-flaky", "0.1", "flaky_plugin", FLAKY_CHECK)
+    fake_dist(site, "ua-vp-strict", "0.2", "strict_plugin", STRICT_CHECK)
+    env = {"PYTHONPATH": str(site)}
+
+    other = cli("dispatch", GENERAL, "still works", "--json", **env)
+    assert other.returncode == 0, other.stderr
+    (warning,) = [json.loads(line) for line in other.stderr.splitlines() if "plugin_broken" in line]
+    assert (warning["dist"], warning["error"]) == ("ua-vp-flaky", "RuntimeError: policy service down")
+
+    own = cli("dispatch", "vp.flaky.primary", "anything", **env)
+    assert own.returncode != 0 and "Traceback" not in own.stderr
+    assert (
+        "[vp_id_unavailable]" in own.stderr and "flaky_plugin failed (RuntimeError: policy service down)" in own.stderr
+    )
+
+    # A refusal is an answer, not a crash: the strict plugin stays in and keeps refusing.
+    refused = cli("dispatch", GENERAL, "a secret plan", **env)
+    assert refused.returncode != 0 and "[guard_violation]" in refused.stderr, refused.stderr
+    assert "no secret missions here" in refused.stderr
+
+
 def test_load_plugins_and_trace_hooks(cli: Cli) -> None:
     only = json.loads(cli("profiles", "--json", UA_VP_LOAD_PLUGINS="ua-vp-general").stdout)
     assert [p["vp_id"] for p in only["profiles"]] == [GENERAL]
     none = json.loads(cli("plugins", "--json", UA_VP_LOAD_PLUGINS="none").stdout)
     assert [p["name"] for p in none["plugins"]] == ["ua_vp.runtimes.builtin"]
+
+    # Spelt as pip would accept it, or misspelt with a warning naming what is installed.
+    spelt = json.loads(cli("profiles", "--json", UA_VP_LOAD_PLUGINS="UA_VP.General").stdout)
+    assert [p["vp_id"] for p in spelt["profiles"]] == [GENERAL]
+    typo = cli("profiles", "--json", UA_VP_LOAD_PLUGINS="ua-vp-generalist")
+    (warning,) = [json.loads(line) for line in typo.stderr.splitlines() if "load_plugins_name_not_installed" in line]
+    assert warning["names"] == ["ua-vp-generalist"] and "ua-vp-general" in warning["installed"]
 
     traced = cli("profiles", UA_VP_TRACE_HOOKS="1", UA_VP_LOAD_PLUGINS="ua-vp-general")
     assert traced.returncode == 0, traced.stderr

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import structlog
 
+from ua_vp import redact
 from ua_vp.missions import Mission
 
 log = structlog.get_logger(__name__)
@@ -59,8 +60,8 @@ def fresh_home(homes_root: Path, mission: Mission) -> Path:
 
 
 class OutputLog:
-    """An attempt's stdout and stderr lines (``out| `` / ``err| ``), up to ``limit`` bytes; past
-    it a last line says how much was cut."""
+    """An attempt's stdout and stderr lines (``out| `` / ``err| ``), masked by :mod:`ua_vp.redact`
+    as events are, up to ``limit`` bytes; past it a last line says how much was cut."""
 
     def __init__(self, path: Path, limit: int) -> None:
         # O_EXCL and O_NOFOLLOW: never a file or link someone put there; 0600: the output may hold secrets.
@@ -72,7 +73,7 @@ class OutputLog:
         self._file = os.fdopen(os.open(path, flags, 0o600), "wb")
 
     def write(self, stream: str, line: str) -> None:
-        data = f"{'err' if stream == 'stderr' else 'out'}| {line}\n".encode(errors="replace")
+        data = f"{'err' if stream == 'stderr' else 'out'}| {redact.redact(line)}\n".encode(errors="replace")
         room = self.limit - self.written
         if len(data) > room:
             self.cut += len(data) - max(room, 0)

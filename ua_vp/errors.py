@@ -68,6 +68,14 @@ class ProfileDisabled(UaVpError):
     http_status = 422
 
 
+class ProfileBroken(UaVpError):
+    """The plugin providing this vp_id raised in one of its hooks and was left out
+    (``ua-vp plugins`` shows the error); the other profiles keep working."""
+
+    code = "vp_id_unavailable"
+    http_status = 503
+
+
 class GuardViolation(UaVpError):
     """A mission path breaks a path-guard rule; ``details`` names the path and rule."""
 

@@ -10,7 +10,9 @@ every other profile keeps working.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import re
 import sys
 import traceback
 from collections.abc import Callable, Iterable, Iterator
@@ -23,7 +25,15 @@ import pluggy
 import structlog
 
 from ua_vp import guard, hookspecs
-from ua_vp.errors import ConfigError, InvalidRequest, PluginError, ProfileDisabled, UnknownProfile
+from ua_vp.errors import (
+    ConfigError,
+    InvalidRequest,
+    PluginError,
+    ProfileBroken,
+    ProfileDisabled,
+    UaVpError,
+    UnknownProfile,
+)
 
 if TYPE_CHECKING:
     from ua_vp.config import Settings
@@ -109,11 +119,13 @@ class Plugins:
             )
 
 
-def _selected(ep: EntryPoint, wanted: list[str] | None) -> bool:
-    if wanted is None:
-        return True
-    names = {ep.name.lower(), (ep.dist.name.lower() if ep.dist else "")}
-    return bool(names & {w.lower() for w in wanted})
+def _canonical(name: str) -> str:
+    # PEP 503: `UA_VP_General`, `ua_vp.general` and `ua-vp-general` name one distribution.
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _names(ep: EntryPoint) -> set[str]:
+    return {_canonical(ep.name), _canonical(ep.dist.name) if ep.dist else ""} - {""}
 
 
 def make_plugin_manager(
@@ -136,9 +148,20 @@ def make_plugin_manager(
         pm.register(plugin)
     # Built-ins and plugins handed in by code must be right: a misspelt hook there fails loudly.
     pm.check_pending()
+    wanted = None if only is None else {_canonical(w) for w in only} - {"none"}
     if load_entrypoints:
-        for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-            if not _selected(ep, only) or pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
+        found = sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)
+        if wanted and (unknown := wanted - set().union(*(_names(ep) for ep in found))):
+            log.warning(
+                "load_plugins_name_not_installed",
+                names=sorted(unknown),
+                installed=sorted(ep.dist.name if ep.dist else ep.name for ep in found),
+                hint="UA_VP_LOAD_PLUGINS names distributions or entry points; `ua-vp plugins` lists them",
+            )
+        for ep in found:
+            if wanted is not None and not _names(ep) & wanted:
+                continue
+            if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
                 continue
             plugins.dists[ep.name] = (ep.dist.name, ep.dist.version) if ep.dist else (None, None)
             try:
@@ -150,31 +173,37 @@ def make_plugin_manager(
 
 
 def call_each(plugins: Plugins, hook_name: str, **kwargs: Any) -> Iterator[tuple[str, Any]]:
-    """Call a collecting hook once per implementing plugin, yielding ``(plugin name, result)``.
+    """Call a hook once per implementing plugin, in pluggy's order, yielding ``(plugin name,
+    result)`` for each non-None result.
 
     Each call goes through pluggy's hook caller (a subset caller holding that plugin and
     every wrapper), so tracing and hook wrappers apply, and what comes back can be credited
-    to the plugin that answered. A plugin whose call raises is marked broken and skipped;
-    a :class:`ConfigError` (a bad setting) stops start-up instead."""
+    to the plugin that answered. A third-party plugin whose call raises is marked broken
+    and skipped, so one plugin's bug never takes the others down. A :class:`UaVpError` is
+    an answer, not a bug: a bad setting stops start-up, a :class:`GuardViolation` refuses
+    the mission."""
     pm = plugins.pm
-    impls = getattr(pm.hook, hook_name).get_hookimpls()
+    hook = getattr(pm.hook, hook_name)
+    firstresult = bool(hook.spec and hook.spec.opts.get("firstresult"))
+    impls = hook.get_hookimpls()
     wrappers = [i.plugin for i in impls if i.hookwrapper or i.wrapper]
-    for impl in impls:
+    for impl in reversed(impls):  # pluggy calls the last registered first
         if impl.plugin in wrappers or pm.get_plugin(impl.plugin_name) is None:
             continue
         others = [p for _, p in pm.list_name_plugin() if p is not None and p is not impl.plugin and p not in wrappers]
         caller = pm.subset_hook_caller(hook_name, remove_plugins=others)
         try:
             results = caller(**kwargs)
-        except ConfigError:
+        except UaVpError:
             raise
         except Exception as exc:
             if impl.plugin_name not in plugins.dists:
                 raise  # built-ins and code-registered plugins are ours to fix, loudly
             plugins.mark_broken(impl.plugin_name, exc)
             continue
-        for result in results:
-            yield impl.plugin_name, result
+        for result in [results] if firstresult else results:
+            if result is not None:
+                yield impl.plugin_name, result
 
 
 @dataclass
@@ -227,6 +256,14 @@ class Registry:
 
     def profile(self, vp_id: str) -> Profile:
         """The enabled profile for ``vp_id``, or a clear error naming what exists."""
+        broken = next((b for b in self.broken if b.name == self.providers.get(vp_id)), None)
+        if broken is not None:
+            raise ProfileBroken(
+                f"vp_id {vp_id!r} is unavailable: its plugin {broken.name} failed ({broken.error}); "
+                "`ua-vp plugins` shows it. Fix or upgrade the plugin and restart",
+                vp_id=vp_id,
+                plugin=broken.name,
+            )
         if vp_id in self.enabled:
             return self.enabled[vp_id]
         details = {"vp_id": vp_id, "enabled": list(self.enabled), "installed": sorted(self.installed)}
@@ -244,14 +281,11 @@ class Registry:
 
     def policy(self, profile: Profile) -> guard.GuardPolicy:
         if profile.vp_id not in self._policies:
-            extra_protected = [
-                p
-                for roots in self.pm.hook.ua_vp_protected_roots(profile=profile, settings=self.settings)
-                for p in roots
-            ]
-            extra_allowed = [
-                p for roots in self.pm.hook.ua_vp_allowed_roots(profile=profile, settings=self.settings) for p in roots
-            ]
+            given = {"profile": profile, "settings": self.settings}
+            protected = call_each(self.plugins, "ua_vp_protected_roots", **given)
+            extra_protected = [p for _, roots in protected for p in roots]
+            extra_allowed = [p for _, roots in call_each(self.plugins, "ua_vp_allowed_roots", **given) for p in roots]
+            self.profile(profile.vp_id)  # its own plugin may just have failed
             self._policies[profile.vp_id] = guard.build_policy(
                 profile, self.settings, extra_protected=extra_protected, extra_allowed=extra_allowed
             )
@@ -273,8 +307,9 @@ class Registry:
                 field="mission_type",
             )
         guard.check_constraints(self.policy(profile), mission.constraints, base=workspace)
-        self.pm.hook.ua_vp_check_mission(profile=profile, mission=mission, phase=phase)
-        return profile
+        for _ in call_each(self.plugins, "ua_vp_check_mission", profile=profile, mission=mission, phase=phase):
+            pass
+        return self.profile(profile.vp_id)  # its own plugin may just have failed
 
     def check_runtime(self, profile: Profile) -> None:
         """At start: the runtime a profile names must exist, unless its plugin builds its own
@@ -302,7 +337,9 @@ class Registry:
         )
 
     def executor(self, profile: Profile) -> Executor:
-        executor: Executor | None = self.pm.hook.ua_vp_create_executor(profile=profile, settings=self.settings)
+        built = call_each(self.plugins, "ua_vp_create_executor", profile=profile, settings=self.settings)
+        executor: Executor | None = next((found for _, found in built), None)
+        self.profile(profile.vp_id)  # its own plugin may just have failed
         if executor is not None:
             return executor
         try:
@@ -414,5 +451,6 @@ def load_registry(
             )
         for profile in registry.enabled.values():
             registry.check_runtime(profile)
-            registry.policy(profile)
+            with contextlib.suppress(ProfileBroken):  # already warned; its dispatches get 503
+                registry.policy(profile)
     return registry

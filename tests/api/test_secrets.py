@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 from pathlib import Path
 
 import httpx
@@ -65,3 +66,17 @@ def test_a_provider_echoing_the_key_leaks_nothing(serve: Serve, echoing_provider
     served.stop()
     seen = str(mission) + events + served.log.read_text()
     assert KEY not in seen
+
+
+def test_an_error_body_never_repeats_a_credential_the_caller_sent(client: Any) -> None:
+    # Error messages quote what was sent (`got '...'`) so a person can see their mistake;
+    # a key pasted into the wrong field must not come back in the body (or a proxy's log).
+    sent = f"Bearer {KEY}"
+    r = client.post(DISPATCH, json={**SEED_BODY, "constraints": {"network": sent}})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_constraint"
+    assert "got 'Bearer ***'" in r.json()["error"]["message"]
+    assert KEY not in r.text
+
+    r = client.get(MISSIONS, params={"status": f"token={KEY}"})
+    assert r.status_code == 400
+    assert KEY not in r.text and "***" in r.text

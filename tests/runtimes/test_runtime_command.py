@@ -156,3 +156,27 @@ def test_leftovers_of_a_finished_command_are_stopped(harness: Harness) -> None:
     result = harness.run(_executor(harness, f"{AGENT} orphan {pidfile}"), make_mission())
     assert result.data["exit_code"] == 0
     assert pid_gone(int(pidfile.read_text()), timeout=1.0)
+
+
+def test_a_key_handed_to_the_agent_is_masked_when_the_agent_prints_it_bare(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ua_vp import redact
+
+    # No pattern knows this shape; only its secret-looking name tells.
+    value = "plain-looking-value-4711"
+    monkeypatch.setenv("MY_SERVICE_TOKEN", value)
+    settings = harness.settings(
+        command=f"{PY} -c \"import os; print(os.environ['MY_SERVICE_TOKEN'])\"", agent_env=["MY_SERVICE_TOKEN"]
+    )
+    redact._reset_for_tests()
+    try:
+        result = harness.run(command.create(harness.profile("command"), settings), make_mission(), settings)
+
+        assert result.summary == value  # the agent really had it...
+        printed = json.dumps([e["line"] for e in harness.of_kind("output")])
+        assert value in printed
+        # ...and what the store writes of its output (it masks on write) does not.
+        assert value not in redact.redact(printed) and redact.MASK in redact.redact(printed)
+    finally:
+        redact._reset_for_tests()

@@ -51,6 +51,13 @@ def test_the_log_is_made_new_and_never_written_through_a_link(scene: Scene) -> N
         attempts.OutputLog(planted, 100)  # O_EXCL | O_NOFOLLOW: not even through a link
 
 
+def test_the_log_masks_what_events_mask(scene: Scene) -> None:
+    log = attempts.open_output_log(scene.state / "output", make_mission(), 1000)
+    log.write("stderr", "401: invalid key Bearer sk-live-Qw3rTy8uIo9pAs0dFg1hJk")
+    log.close()
+    assert log.path.read_text() == "err| 401: invalid key Bearer ***\n"
+
+
 def test_no_mission_reads_the_output_logs_even_with_read_only_protection(scene: Scene, backend: str) -> None:
     logs = scene.settings().output_root
     logs.mkdir(parents=True)

@@ -6,6 +6,9 @@
   oversize bodies, failed auth): a code per status, with a message naming the field.
 - A lost database: 503 ``database_unavailable``.
 - Anything else: 500 ``internal_error``, logged with its traceback, never sent.
+
+Messages often quote what the caller sent (``got 'Bearer ...'``); every body is masked
+by :mod:`ua_vp.redact` on its way out, so an error never repeats a credential.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from ua_vp.api.schemas import ErrorBody, ErrorDetail
 from ua_vp.errors import DatabaseUnavailable, UaVpError
+from ua_vp.redact import redact, redact_data
 
 log = structlog.get_logger(__name__)
 
@@ -42,7 +46,7 @@ _FIELD_IN_MESSAGE = re.compile(r"field `([^`]+)`")
 def error_response(
     status: int, code: str, message: str, details: dict[str, Any] | None = None, headers: dict[str, str] | None = None
 ) -> Response[ErrorBody]:
-    body = ErrorBody(error=ErrorDetail(code=code, message=message, details=details or {}))
+    body = ErrorBody(error=ErrorDetail(code=code, message=redact(message), details=redact_data(details or {})))
     return Response(body, status_code=status, headers=headers)
 
 

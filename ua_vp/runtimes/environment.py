@@ -12,6 +12,11 @@ A child sees nothing of the worker's environment except:
 - the names in ``UA_VP_AGENT_ENV`` (comma separated), copied when set;
 - the values the runtime passes (``run_process(..., env=...)``), which win over all.
 
+A value passed under a secret-looking name (``ANTHROPIC_API_KEY``, ``OPENAI_API_KEY``,
+anything :func:`ua_vp.redact.is_secret_key` accepts) is remembered by
+:mod:`ua_vp.redact`, so an agent that prints its own key in an event, an error or a log
+line shows ``***`` instead.
+
 Nothing else: not the database URL or password (``PGPASSWORD``), not the ops
 token, not a cloud key the worker happened to inherit. ``RUST_BACKTRACE`` is
 named here because agent CLIs written in Rust print their environment in a
@@ -23,6 +28,8 @@ from __future__ import annotations
 import os
 from collections.abc import Collection, Mapping
 from pathlib import Path
+
+from ua_vp import redact
 
 BASE_NAMES = ("PATH", "LANG", "TZ", "TERM")
 BASE_PREFIXES = ("LC_",)
@@ -74,4 +81,5 @@ def child_env(
         if name in source:
             env[name] = source[name]
     env.update(values or {})
+    redact.remember(*(value for name, value in env.items() if redact.is_secret_key(name)))
     return env
