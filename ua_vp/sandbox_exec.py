@@ -53,18 +53,21 @@ file size limit is then killed by SIGXFSZ, as it would be started from a shell.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import fcntl
-import json
+# Every module imported here is paid for at each mission start, so the rest come in where a
+# path needs them: ctypes (4 ms) not for bwrap's --limits-only, and _signal and _socket, not
+# signal and socket, which import enum (5 ms) to wrap the same functions.
+import _signal
+import _socket
 import os
 import resource
-import signal
-import socket
 import stat
 import struct
 import sys
-from collections.abc import Iterable, Iterator
+
+TYPE_CHECKING = False  # typing itself costs an import
+if TYPE_CHECKING:
+    import ctypes
+    from collections.abc import Iterable, Iterator
 
 # Syscall numbers are the same on every architecture (added after the tables were unified).
 _SYS_CREATE_RULESET, _SYS_ADD_RULE, _SYS_RESTRICT_SELF = 444, 445, 446
@@ -87,35 +90,43 @@ _PR_SET_PDEATHSIG, _PR_CAPBSET_DROP, _PR_SET_NO_NEW_PRIVS, _PR_CAP_AMBIENT = 1, 
 _PR_CAP_AMBIENT_CLEAR_ALL = 4
 _CAPABILITY_VERSION_3 = 0x20080522
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.syscall.restype = ctypes.c_long
+_libc: ctypes.CDLL | None = None
 
 
-def _sys(number: int, *args: object) -> int:
+def _lib() -> ctypes.CDLL:
+    global _libc
+    if _libc is None:
+        import ctypes
+
+        _libc = ctypes.CDLL(None, use_errno=True)
+        _libc.syscall.restype = ctypes.c_long
+    return _libc
+
+
+def _errno() -> int:
+    import ctypes
+
+    return ctypes.get_errno()
+
+
+def _sys(number: int, *args: int | bytes) -> int:
+    import ctypes
+
     # Every argument as a full machine word: glibc's syscall() reads longs from its varargs.
-    return int(_libc.syscall(ctypes.c_long(number), *(ctypes.c_long(a) if isinstance(a, int) else a for a in args)))
+    # A bytes argument goes as a pointer to its (read-only) contents.
+    words = (ctypes.c_long(a) if isinstance(a, int) else a for a in args)
+    return int(_lib().syscall(ctypes.c_long(number), *words))
 
 
 def _prctl(option: int, arg: int = 0) -> int:
+    import ctypes
+
     zero = ctypes.c_ulong(0)
-    return int(_libc.prctl(ctypes.c_int(option), ctypes.c_ulong(arg), zero, zero, zero))
+    return int(_lib().prctl(ctypes.c_int(option), ctypes.c_ulong(arg), zero, zero, zero))
 
 
 class SandboxError(Exception):
     """The restriction could not be applied; the program must not run."""
-
-
-class _PathBeneath(ctypes.Structure):
-    _pack_ = 1  # the kernel's struct landlock_path_beneath_attr is packed
-    _fields_ = (("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32))
-
-
-class _CapHeader(ctypes.Structure):
-    _fields_ = (("version", ctypes.c_uint32), ("pid", ctypes.c_int))
-
-
-class _CapData(ctypes.Structure):
-    _fields_ = (("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32))
 
 
 def abi_version() -> int:
@@ -125,7 +136,7 @@ def abi_version() -> int:
     abi = _sys(_SYS_CREATE_RULESET, 0, 0, _CREATE_RULESET_VERSION)
     if abi >= 1:
         return int(abi)
-    err = ctypes.get_errno()
+    err = _errno()
     if err == 38:  # ENOSYS
         raise SandboxError("the kernel has no Landlock system calls (Linux >= 5.13 needed, or seccomp blocks them)")
     if err == 95:  # EOPNOTSUPP
@@ -190,10 +201,10 @@ def restrict(
     scoped = _SCOPE_ABSTRACT_UNIX_SOCKET | _SCOPE_SIGNAL if abi >= 6 else 0
     # The attribute struct grew with the ABI; an older kernel refuses the longer form.
     fields = [fs] + ([net] if abi >= 4 else []) + ([scoped] if abi >= 6 else [])
-    attr = (ctypes.c_uint64 * len(fields))(*fields)
-    ruleset = _sys(_SYS_CREATE_RULESET, ctypes.byref(attr), ctypes.sizeof(attr), 0)
+    attr = struct.pack(f"={len(fields)}Q", *fields)
+    ruleset = _sys(_SYS_CREATE_RULESET, attr, len(attr), 0)
     if ruleset < 0:
-        raise SandboxError(f"landlock_create_ruleset failed: {os.strerror(ctypes.get_errno())}")
+        raise SandboxError(f"landlock_create_ruleset failed: {os.strerror(_errno())}")
     try:
         never_written = [os.path.realpath(p) for p in (*protect, *hide)]
         for root in write:
@@ -216,7 +227,7 @@ def restrict(
             _allow(ruleset, node, (READ_FILE | WRITE_FILE | TRUNCATE | IOCTL_DEV) & fs, required=False)
         _drop_privileges()
         if _sys(_SYS_RESTRICT_SELF, ruleset, 0) != 0:
-            raise SandboxError(f"landlock_restrict_self failed: {os.strerror(ctypes.get_errno())}")
+            raise SandboxError(f"landlock_restrict_self failed: {os.strerror(_errno())}")
     finally:
         os.close(ruleset)
     return abi
@@ -232,9 +243,9 @@ def _allow(ruleset: int, path: str, access: int, *, required: bool) -> None:
     try:
         if not stat.S_ISDIR(os.fstat(fd).st_mode):
             access &= _FILE_RIGHTS
-        rule = _PathBeneath(allowed_access=access, parent_fd=fd)
-        if access and _sys(_SYS_ADD_RULE, ruleset, _RULE_PATH_BENEATH, ctypes.byref(rule), 0) != 0:
-            err = ctypes.get_errno()
+        rule = struct.pack("=Qi", access, fd)  # struct landlock_path_beneath_attr, packed
+        if access and _sys(_SYS_ADD_RULE, ruleset, _RULE_PATH_BENEATH, rule, 0) != 0:
+            err = _errno()
             if required:
                 raise SandboxError(f"landlock_add_rule for {path!r} failed: {os.strerror(err)}")
     finally:
@@ -247,17 +258,20 @@ def _drop_privileges() -> None:
     # children are not covered: Landlock has no PID namespace to take them down.)
     _prctl(_PR_SET_PDEATHSIG, 9)
     if _prctl(_PR_SET_NO_NEW_PRIVS, 1) != 0:
-        raise SandboxError(f"prctl(PR_SET_NO_NEW_PRIVS) failed: {os.strerror(ctypes.get_errno())}")
+        raise SandboxError(f"prctl(PR_SET_NO_NEW_PRIVS) failed: {os.strerror(_errno())}")
     last = _last_capability()
     # An empty bounding set is what stops uid 0 regaining every capability at exec.
     dropped = all(_prctl(_PR_CAPBSET_DROP, cap) == 0 for cap in range(last + 1))
     if not dropped and os.geteuid() == 0:
         raise SandboxError("running as root without CAP_SETPCAP: cannot empty the capability bounding set")
     _prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL)
-    header = _CapHeader(version=_CAPABILITY_VERSION_3, pid=0)
-    data = (_CapData * 2)()
-    if _libc.capset(ctypes.byref(header), ctypes.byref(data)) != 0:
-        raise SandboxError(f"capset failed: {os.strerror(ctypes.get_errno())}")
+    import ctypes
+
+    # The kernel may write its own version into the header; two all-zero data structs: no capability.
+    header = ctypes.create_string_buffer(struct.pack("=Ii", _CAPABILITY_VERSION_3, 0), 8)
+    data = ctypes.create_string_buffer(2 * 3 * 4)
+    if _lib().capset(header, data) != 0:
+        raise SandboxError(f"capset failed: {os.strerror(_errno())}")
 
 
 def _last_capability() -> int:
@@ -292,8 +306,8 @@ def apply_limits(rlimits: list[str], cgroups: list[str]) -> None:
 
 def exec_program(command: list[str]) -> None:
     """Exec ``command`` with the signals Python ignores back at their defaults."""
-    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
-        signal.signal(sig, signal.SIG_DFL)
+    for sig in (_signal.SIGPIPE, _signal.SIGXFSZ):
+        _signal.signal(sig, _signal.SIG_DFL)
     os.execvp(command[0], command)
 
 
@@ -324,7 +338,7 @@ def _probe_inside() -> int:
         print(f"landlock ABI {abi} accepted the ruleset but /etc is still readable", file=sys.stderr)
         return 1
     try:
-        socket.socket(socket.AF_UNIX).close()
+        _socket.socket(_socket.AF_UNIX).close()
     except PermissionError:
         print(f"landlock ABI {abi} enforced, in PID and network namespaces, without unix sockets", flush=True)
         return 0
@@ -337,7 +351,7 @@ def _probe_inside() -> int:
 
 _CLONE_NEWNET, _CLONE_NEWPID, _CLONE_NEWUSER = 0x40000000, 0x20000000, 0x10000000
 _SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
-_FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+_FORWARDED = (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP)
 
 
 def enter_namespaces() -> None:
@@ -353,8 +367,10 @@ def enter_namespaces() -> None:
 
 
 def _unshare(flags: int, what: str) -> None:
-    if _libc.unshare(ctypes.c_int(flags)) != 0:
-        raise SandboxError(f"cannot create {what}: {os.strerror(ctypes.get_errno())}")
+    import ctypes
+
+    if _lib().unshare(ctypes.c_int(flags)) != 0:
+        raise SandboxError(f"cannot create {what}: {os.strerror(_errno())}")
 
 
 def _write(path: str, text: str) -> None:
@@ -367,16 +383,21 @@ def _write(path: str, text: str) -> None:
 
 def loopback_up() -> None:
     """The new namespace's own loopback, for programs that talk to themselves (a test server)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+    import fcntl
+
+    sock = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+    try:
         flags = struct.unpack("16sH", fcntl.ioctl(sock, _SIOCGIFFLAGS, struct.pack("16sH", b"lo", 0)))[1]
         fcntl.ioctl(sock, _SIOCSIFFLAGS, struct.pack("16sH", b"lo", flags | _IFF_UP))
+    finally:
+        sock.close()
 
 
 def run_init(command: list[str], restriction: dict[str, object], go_fd: int | None) -> int:
     """PID 1 of the mission's PID namespace: wait for the network, start the program, reap
     orphans, and exit with the program. When PID 1 exits the kernel kills every process left
     in the namespace, however it detached itself (setsid, double fork)."""
-    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)  # the outer wrapper killed: so is the whole namespace
+    _prctl(_PR_SET_PDEATHSIG, _signal.SIGKILL)  # the outer wrapper killed: so is the whole namespace
     if go_fd is not None:
         try:
             go = os.read(go_fd, 1)
@@ -397,7 +418,7 @@ def run_init(command: list[str], restriction: dict[str, object], go_fd: int | No
             print(f"ua-vp sandbox (landlock): cannot start {command[0]!r}: {exc.strerror}", file=sys.stderr)
             os._exit(127)
     for sig in _FORWARDED:
-        signal.signal(sig, lambda signum, _frame: _forward(program, signum))
+        _signal.signal(sig, lambda signum, _frame: _forward(program, signum))
     while True:
         try:
             pid, status = os.wait()
@@ -411,17 +432,19 @@ def run_init(command: list[str], restriction: dict[str, object], go_fd: int | No
 
 
 def _forward(pid: int, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
+    try:  # noqa: SIM105 - not contextlib.suppress: importing contextlib costs 4 ms at each start
         os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
 
 
 def supervise(child: int, info_fd: int | None) -> int:
     """The wrapper outside the namespaces: report the init's pid, pass signals on, exit with it."""
     if info_fd is not None:
-        os.write(info_fd, json.dumps({"child-pid": child}).encode())
+        os.write(info_fd, b'{"child-pid": %d}' % child)  # JSON, without importing json (10 ms)
         os.close(info_fd)
     for sig in _FORWARDED:
-        signal.signal(sig, lambda signum, _frame: _forward(child, signum))
+        _signal.signal(sig, lambda signum, _frame: _forward(child, signum))
     while True:
         try:
             _, status = os.waitpid(child, 0)
@@ -443,7 +466,7 @@ def run_reaper(command: list[str]) -> int:
     ends, or this wrapper is told to stop, it kills what is left. The worker's own stop covers
     a SIGKILLed wrapper: it signals the wrapper's descendants first (:mod:`ua_vp.runtimes.process`)."""
     if _prctl(_PR_SET_CHILD_SUBREAPER, 1) != 0:
-        raise SandboxError(f"prctl(PR_SET_CHILD_SUBREAPER) failed: {os.strerror(ctypes.get_errno())}")
+        raise SandboxError(f"prctl(PR_SET_CHILD_SUBREAPER) failed: {os.strerror(_errno())}")
     program = os.fork()
     if program == 0:
         try:
@@ -452,7 +475,7 @@ def run_reaper(command: list[str]) -> int:
             print(f"ua-vp: cannot start {command[0]!r}: {exc.strerror}", file=sys.stderr)
             os._exit(127)
     for sig in _FORWARDED:
-        signal.signal(sig, lambda signum, _frame: _forward(program, signum))
+        _signal.signal(sig, lambda signum, _frame: _forward(program, signum))
     status = 0
     while True:
         try:
@@ -463,7 +486,7 @@ def run_reaper(command: list[str]) -> int:
     _kill_children()
     if os.WIFSIGNALED(status):
         # Die of the same signal, so the worker reports "killed by SIGKILL", not an exit code.
-        signal.signal(os.WTERMSIG(status), signal.SIG_DFL)
+        _signal.signal(os.WTERMSIG(status), _signal.SIG_DFL)
         os.kill(os.getpid(), os.WTERMSIG(status))
     return os.waitstatus_to_exitcode(status)
 
@@ -474,9 +497,12 @@ def _kill_children() -> None:
     while True:
         for name in os.listdir("/proc"):
             if name.isdigit():
-                with contextlib.suppress(OSError, IndexError), open(f"/proc/{name}/stat", "rb") as f:
-                    if f.read().rsplit(b")", 1)[1].split()[1] == me:
-                        os.kill(int(name), signal.SIGKILL)
+                try:
+                    with open(f"/proc/{name}/stat", "rb") as f:
+                        if f.read().rsplit(b")", 1)[1].split()[1] == me:
+                            os.kill(int(name), _signal.SIGKILL)
+                except (OSError, IndexError):
+                    pass
         try:
             os.wait()
         except ChildProcessError:
@@ -500,14 +526,6 @@ _PR_SET_SECCOMP, _SECCOMP_MODE_FILTER = 22, 2
 _EACCES, _ENOSYS = 13, 38
 
 
-class _SockFilter(ctypes.Structure):
-    _fields_ = (("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8), ("k", ctypes.c_uint32))
-
-
-class _SockFprog(ctypes.Structure):
-    _fields_ = (("len", ctypes.c_uint16), ("filter", ctypes.POINTER(_SockFilter)))
-
-
 def seccomp_program(machine: str) -> list[tuple[int, int, int, int]]:
     """The filter as (code, jt, jf, k) instructions; :class:`SandboxError` on an unknown machine."""
     if machine not in _AUDIT_ARCH:
@@ -524,7 +542,7 @@ def seccomp_program(machine: str) -> list[tuple[int, int, int, int]]:
         (_BPF_RET_K, 0, 0, _SECCOMP_RET_ERRNO | _ENOSYS),
         (_BPF_JEQ_K, 0, 3, nr_socket),
         (_BPF_LD_W_ABS, 0, 0, 16),  # seccomp_data.args[0], low half: the address family
-        (_BPF_JEQ_K, 0, 1, socket.AF_UNIX),
+        (_BPF_JEQ_K, 0, 1, _socket.AF_UNIX),
         (_BPF_RET_K, 0, 0, _SECCOMP_RET_ERRNO | _EACCES),
         (_BPF_RET_K, 0, 0, _SECCOMP_RET_ALLOW),
     ]
@@ -536,12 +554,15 @@ def seccomp_bytes(machine: str) -> bytes:
 
 
 def install_seccomp() -> None:
-    program = seccomp_program(os.uname().machine)
-    filters = (_SockFilter * len(program))(*(_SockFilter(*ins) for ins in program))
-    prog = _SockFprog(len(program), filters)
+    import ctypes
+
+    machine = os.uname().machine
+    filters = ctypes.create_string_buffer(seccomp_bytes(machine))
+    # struct sock_fprog: the number of instructions, then (aligned as in C) a pointer to them.
+    prog = struct.pack("@HP", len(seccomp_program(machine)), ctypes.addressof(filters))
     # no_new_privs is already set by restrict(); the kernel requires it without CAP_SYS_ADMIN.
-    if _libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0) != 0:
-        raise SandboxError(f"prctl(PR_SET_SECCOMP) failed: {os.strerror(ctypes.get_errno())}")
+    if _lib().prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, prog, 0, 0) != 0:
+        raise SandboxError(f"prctl(PR_SET_SECCOMP) failed: {os.strerror(_errno())}")
 
 
 _VALUED = ("--write", "--protect", "--hide", "--read", "--info-fd", "--go-fd", "--rlimit", "--cgroup")
