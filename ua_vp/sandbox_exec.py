@@ -157,30 +157,46 @@ def handled_fs(abi: int) -> int:
 
 def roots_around(excluded: Iterable[str], *, top: str = "/") -> list[str]:
     """Paths whose subtrees together hold everything under ``top`` except the ``excluded`` ones."""
-    hide = {os.path.realpath(h) for h in excluded}
+    return _around({os.path.realpath(h) for h in excluded}, top)
+
+
+def _around(hide: set[str], top: str) -> list[str]:
+    """:func:`roots_around` for ``hide`` already resolved (realpaths)."""
     if not hide:
         return [top]
-    return list(_walk_around(top, hide))
+    # Only the folders holding a hidden root are walked into.
+    holding = {parent for h in hide for parent in _parents(h)}
+    return list(_walk_around(top, os.path.realpath(top), hide, holding))
 
 
-def _walk_around(folder: str, hide: set[str]) -> Iterator[str]:
+def _walk_around(folder: str, real_folder: str, hide: set[str], holding: set[str]) -> Iterator[str]:
     try:
-        names = sorted(os.listdir(folder))
+        with os.scandir(folder) as scan:
+            entries = sorted(scan, key=lambda entry: entry.name)
     except OSError:
         return
-    for name in names:
-        path = os.path.join(folder, name)
+    for entry in entries:
+        path = os.path.join(folder, entry.name)
         if path in hide:
             continue
-        real = os.path.realpath(path)
-        if any(_within(real, h) for h in hide):
+        # Only a symlink can lead elsewhere (and resolving costs a stat per path component);
+        # anything else lies where its folder really is. The listing says which is which.
+        real = os.path.realpath(path) if entry.is_symlink() else os.path.join(real_folder, entry.name)
+        if real in hide or not hide.isdisjoint(_parents(real)):
             continue  # a hidden root, or a symlink into one
-        if any(_within(h, real) for h in hide):
+        if real in holding:
             if real == path:
-                yield from _walk_around(path, hide)
+                yield from _walk_around(path, real, hide, holding)
             # A symlink to an ancestor is skipped: the real folder is walked where it lives.
             continue
         yield path
+
+
+def _parents(path: str) -> Iterator[str]:
+    """The folders above an absolute, normalized ``path``, nearest first."""
+    while (parent := os.path.dirname(path)) != path:
+        yield parent
+        path = parent
 
 
 def _within(path: str, root: str) -> bool:
@@ -206,18 +222,20 @@ def restrict(
     if ruleset < 0:
         raise SandboxError(f"landlock_create_ruleset failed: {os.strerror(_errno())}")
     try:
-        never_written = [os.path.realpath(p) for p in (*protect, *hide)]
+        # Each given path resolved once, not again for every root it is checked against.
+        hidden = {os.path.realpath(h) for h in hide}
+        never_written = {os.path.realpath(p) for p in protect} | hidden
         for root in write:
             real = os.path.realpath(root)
-            inside = [p for p in never_written if p != real and _within(p, real)]
+            inside = {p for p in never_written if p != real and _within(p, real)}
             if not os.path.isdir(real):
                 raise SandboxError(f"writable folder {root!r} does not exist")
-            for path in roots_around(inside, top=real):
+            for path in _around(inside, real):
                 _allow(ruleset, path, fs, required=path == real)
-        reads = roots_around([*hide, "/dev"])
+        reads = _around(hidden | {os.path.realpath("/dev")}, "/")
         for top in read:
             real = os.path.realpath(top)
-            reads += roots_around([h for h in hide if _within(os.path.realpath(h), real)], top=real)
+            reads += _around({h for h in hidden if _within(h, real)}, real)
         for path in reads:
             _allow(ruleset, path, READ & fs, required=False)
         if not hide:
