@@ -23,6 +23,8 @@ class FinalizeBatcher:
     finalize_many: Callable[[Sequence[Outcome]], list[Mission | None]]
     run: Run
     """How a blocking store call is run (the worker's retrying ``_db``)."""
+    alone: Callable[[], bool] = lambda: False
+    """True when no other mission is running, so none could join: then no window is waited."""
     window: float = WINDOW_SECONDS
     _pending: list[tuple[Outcome, asyncio.Future[Mission | None]]] = field(default_factory=list)
     _flush: asyncio.Task[None] | None = None
@@ -36,7 +38,8 @@ class FinalizeBatcher:
         return await asyncio.shield(future)
 
     async def _after_window(self) -> None:
-        await asyncio.sleep(self.window)
+        # At concurrency 1 the window would add its whole length to every mission.
+        await asyncio.sleep(0 if self.alone() else self.window)
         batch, self._pending, self._flush = self._pending, [], None
         try:
             answers = await self.run(self.finalize_many, [o for o, _ in batch])

@@ -22,6 +22,7 @@ import uuid
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import structlog
@@ -119,7 +120,7 @@ class Worker:
         # Probed here so a worker that cannot confine its agent fails at start, not on a mission.
         self.sandbox = sandbox.for_profile(self.profile, self.registry.policy(self.profile), self.settings)
         self.log = log.bind(vp_id=self.profile.vp_id, worker_id=self.worker_id)
-        self._finalizer = FinalizeBatcher(self.store.finalize_many, self._db)
+        self._finalizer = FinalizeBatcher(self.store.finalize_many, self._db, alone=lambda: len(self.running) <= 1)
 
     # -- plumbing ----------------------------------------------------------------------
     async def _db(self, fn: Callable[..., T], *args: Any, until_stopping: bool = False, **kwargs: Any) -> T:
@@ -355,19 +356,12 @@ class Worker:
                 run.dropped += 1
 
         try:
-            workspace = await asyncio.to_thread(attempts.fresh_workspace, self.profile.workspace_root, mission)
-            # Worker-time guard: the filesystem may have changed since dispatch
-            # (a symlink planted into a protected root, say).
             # In a thread: a mission naming many paths (or a slow filesystem) must not stall
-            # the loop, which in the in-process lane is the whole API.
-            await asyncio.to_thread(self.registry.check_mission, mission, "worker", workspace=workspace)
-            home = await asyncio.to_thread(attempts.fresh_home, self.settings.homes_root, mission)
-            # Only a runtime that starts processes has output to keep (not dry-run, not openai).
-            if self.settings.mission_output_log_mb and self.profile.runtime not in sandbox.NO_PROCESS_RUNTIMES:
-                cap = self.settings.mission_output_log_mb * 1024 * 1024
-                output_log = await asyncio.to_thread(attempts.open_output_log, self.settings.output_root, mission, cap)
+            # the loop, which in the in-process lane is the whole API. One hop, not four.
+            workspace, home, output_log = await asyncio.to_thread(self._prepare, mission)
+            if output_log is not None:
                 # Now, while it cannot be crowded out by the output itself (PROGRESS_MAX_PER_FLUSH).
-                emit("output_log", {"path": str(output_log.path), "max_bytes": cap})
+                emit("output_log", {"path": str(output_log.path), "max_bytes": output_log.limit})
             deadline = time.monotonic() + self._max_seconds(mission)
 
             ctx = MissionContext(
@@ -401,6 +395,23 @@ class Worker:
             if home is not None:
                 # Shielded: a second cancellation must not leave the home (and its credentials) behind.
                 await asyncio.shield(asyncio.to_thread(attempts.remove_home, home))
+
+    def _prepare(self, mission: Mission) -> tuple[Path, Path, attempts.OutputLog | None]:
+        """The attempt's workspace, the worker-time guard, its home and its output log."""
+        workspace = attempts.fresh_workspace(self.profile.workspace_root, mission)
+        # Worker-time guard: the filesystem may have changed since dispatch
+        # (a symlink planted into a protected root, say).
+        self.registry.check_mission(mission, "worker", workspace=workspace)
+        home = attempts.fresh_home(self.settings.homes_root, mission)
+        # Only a runtime that starts processes has output to keep (not dry-run, not openai).
+        if not self.settings.mission_output_log_mb or self.profile.runtime in sandbox.NO_PROCESS_RUNTIMES:
+            return workspace, home, None
+        try:
+            cap = self.settings.mission_output_log_mb * 1024 * 1024
+            return workspace, home, attempts.open_output_log(self.settings.output_root, mission, cap)
+        except BaseException:
+            attempts.remove_home(home)
+            raise
 
     def _max_seconds(self, mission: Mission) -> float:
         return float(mission.budget.get("max_seconds") or self.settings.mission_max_seconds)

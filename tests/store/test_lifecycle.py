@@ -9,6 +9,7 @@ import pytest
 from ua_vp.errors import IdempotencyConflict, InvalidRequest, MissionNotFound
 from ua_vp.missions import TERMINAL, TRANSITIONS, MissionSpec, Status, can_transition
 from ua_vp.store import MissionStore
+from ua_vp.store.store import Outcome
 
 
 def spec(objective: str = "write a haiku", **kw: object) -> MissionSpec:
@@ -94,6 +95,44 @@ def test_heartbeat_extends_the_lease_and_reports_cancel(store: MissionStore) -> 
     assert store.request_cancel(m.mission_id).changed
     assert store.heartbeat(m.mission_id, token).cancel_requested
     assert store.heartbeat(m.mission_id, "not-the-token").lease_held is False
+
+
+def test_one_batched_finalize_fences_each_mission_by_its_own_lease(store: MissionStore) -> None:
+    for i in range(4):
+        store.enqueue(spec(f"m{i}"))
+    ok, stale, cancelled, done = store.claim("vp.general.primary", "w1", limit=4)
+    assert store.finalize(done.mission_id, done.lease_token or "", Status.COMPLETED) is not None
+    batch = [
+        Outcome(ok.mission_id, ok.lease_token or "", Status.COMPLETED, {"summary": "ok"}, None),
+        Outcome(stale.mission_id, "a-lease-that-was-reaped", Status.COMPLETED, {"summary": "late"}, None),
+        Outcome(cancelled.mission_id, cancelled.lease_token or "", Status.CANCELLED, None, None),
+        Outcome(done.mission_id, done.lease_token or "", Status.FAILED, None, {"code": "x", "message": "y"}),
+    ]
+
+    answers = store.finalize_many(batch)
+
+    # In the batch's order; None wherever the lease did not hold or the mission had already ended.
+    assert [a.status if a else None for a in answers] == [Status.COMPLETED, None, Status.CANCELLED, None]
+    assert store.get(stale.mission_id).status is Status.RUNNING  # the late write changed nothing
+    assert store.get(done.mission_id).status is Status.COMPLETED  # terminal stays terminal
+    assert store.finalize_many(batch) == [None, None, None, None]  # a replayed batch: nothing doubled
+    assert event_types(store, ok.mission_id) == ["dispatched", "started", "completed"]
+    assert event_types(store, done.mission_id) == ["dispatched", "started", "completed"]
+
+
+def test_one_batched_heartbeat_answers_for_each_lease(store: MissionStore) -> None:
+    for i in range(3):
+        store.enqueue(spec(f"m{i}"))
+    held, asked, lost = store.claim("vp.general.primary", "w1", limit=3)
+    assert store.request_cancel(asked.mission_id).changed
+
+    beats = store.heartbeat_many(
+        [(held.mission_id, held.lease_token or ""), (asked.mission_id, asked.lease_token or ""), (lost.mission_id, "x")]
+    )
+
+    assert (beats[held.mission_id].lease_held, beats[held.mission_id].cancel_requested) == (True, False)
+    assert (beats[asked.mission_id].lease_held, beats[asked.mission_id].cancel_requested) == (True, True)
+    assert beats[lost.mission_id].lease_held is False
 
 
 def test_cancel_of_a_queued_mission_is_immediate(store: MissionStore) -> None:

@@ -88,29 +88,28 @@ def test_two_workers_share_the_load_and_run_nothing_twice(workers: Workers, wsto
     assert len(by_worker) == 2, f"one worker did everything: {by_worker}"
 
 
+@pytest.mark.parametrize("listen", ["1", "0"], ids=["listen", "poll-only"])
 def test_cancel_kills_the_running_agent_and_ends_cancelled(
-    workers: Workers, wstore: MissionStore, tmp_path: Path
+    workers: Workers, wstore: MissionStore, tmp_path: Path, listen: str
 ) -> None:
     pidfile = tmp_path / "agent.pid"
     m = dispatch(wstore, f"pid:{pidfile} sleep:120")
     # A long lease: its heartbeats (TTL/3 = 30 s) come far too late to carry the cancel.
-    workers.start(UA_VP_LEASE_TTL_SECONDS="90")
+    # Without LISTEN (UA_VP_LISTEN=0, or SQLite) the worker's per-poll watch alone must carry it.
+    workers.start(UA_VP_LEASE_TTL_SECONDS="90", UA_VP_LISTEN=listen)
     wait_until(pidfile.exists, timeout=30, what="the agent to start", logs=workers.logs)
     pid = int(pidfile.read_text())
 
-    asked = time.monotonic()
     wstore.request_cancel(m.mission_id)
     # The worker checks its running missions every poll (1 s) on every backend; at
-    # once through NOTIFY on PostgreSQL. The margin is for a loaded CI machine.
+    # once through NOTIFY on PostgreSQL. The margin is for a loaded CI machine
+    # (bench/recovery.py measures the latency).
     wait_until(lambda: not pid_alive(pid), timeout=POLL + 5, what="the agent to be killed", logs=workers.logs)
     wait_until(lambda: wstore.get(m.mission_id).status.terminal, timeout=5, what="cancel", logs=workers.logs)
-    latency = time.monotonic() - asked
     cancelled = wstore.get(m.mission_id)
     assert cancelled.status is Status.CANCELLED
     kinds = event_types(wstore, m.mission_id)
     assert kinds[-1] == "cancelled" and kinds.index("cancel_requested") < kinds.index("cancelled")
-    if wstore.is_postgres:
-        assert latency < 2.5, f"NOTIFY should make cancel near-immediate, took {latency:.2f} s"
 
 
 def test_sigterm_drains_then_the_session_is_stopped(workers: Workers, wstore: MissionStore) -> None:
