@@ -202,7 +202,11 @@ from ua_vp.profiles import Profile
 
 @hookimpl
 def ua_vp_profiles(settings):
-    return [Profile(vp_id="vp.flaky.primary", name="FLAKY", description="x", workspace_root=settings.state_dir.parent / "flaky")]
+    return [
+        Profile(
+            vp_id="vp.flaky.primary", name="FLAKY", description="x", workspace_root=settings.state_dir.parent / "flaky"
+        )
+    ]
 
 @hookimpl
 def ua_vp_check_mission(profile, mission, phase):
