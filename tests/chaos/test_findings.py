@@ -113,12 +113,13 @@ def test_progress_from_a_worker_whose_lease_ran_out_mid_write_never_lands_after_
         (claimed,) = stale.claim(VP, "stale-worker")
         token = claimed.lease_token or ""
 
-        # Freeze the stale worker inside add_progress, just before it inserts the events.
+        # Freeze the stale worker inside add_progress, just before it writes the events (on
+        # PostgreSQL the lease check and the insert are one statement: frozen before both).
         frozen, thaw = threading.Event(), threading.Event()
 
         @event.listens_for(stale.engine, "before_cursor_execute")
         def freeze(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
-            if statement.lstrip().upper().startswith("INSERT INTO VP_MISSION_EVENTS"):
+            if "INSERT INTO VP_MISSION_EVENTS" in statement.upper():
                 frozen.set()
                 thaw.wait(30)
 

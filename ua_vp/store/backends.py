@@ -37,6 +37,9 @@ class HotPath(Protocol):
     def finalize(self, outcomes: Sequence[dict[str, Any]]) -> list[Mission]:
         """The missions ended (those whose lease was still held)."""
 
+    def progress(self, mission_id: str, lease_token: str, payloads: list[dict[str, Any]]) -> bool:
+        """Write ``payloads`` (at least one) as progress events while the lease holds."""
+
 
 class PostgresHotPath:
     def __init__(self, store: MissionStore) -> None:
@@ -77,6 +80,17 @@ class PostgresHotPath:
                     Jsonb(value) if name in ("result", "error") and value is not None else value
                 )
         return [rows.mission(r) for r in self._run(pg_sql.finalize(), **arrays)]
+
+    def progress(self, mission_id: str, lease_token: str, payloads: list[dict[str, Any]]) -> bool:
+        compiled = pg_sql.progress()
+        params = compiled.params(
+            **statements.params(mission_id=mission_id, lease_token=lease_token),
+            payload_array=[Jsonb(p) for p in payloads],
+        )
+        with self._autocommit.connect() as conn:
+            written = [rows.event(r) for r in conn.exec_driver_sql(compiled.sql, params)]
+        self.store.publish(written)
+        return bool(written)
 
 
 class SqliteHotPath:
@@ -121,6 +135,16 @@ class SqliteHotPath:
                 done += [rows.mission(r) for r in conn.execute(stmt, statements.params(**o))]
             self.store.write_events(conn, [rows.event_row(FINALIZE, m) for m in done])
         return done
+
+    def progress(self, mission_id: str, lease_token: str, payloads: list[dict[str, Any]]) -> bool:
+        stmt = statements.progress_holder(statements.single_row(**statements.PROGRESS_COLUMNS))
+        with self.store.tx() as conn:
+            row = conn.execute(stmt, statements.params(mission_id=mission_id, lease_token=lease_token)).first()
+            if row is None:
+                return False
+            event = {"mission_id": row.mission_id, "vp_id": row.vp_id, "event_type": statements.PROGRESS_EVENT.value}
+            self.store.write_events(conn, [{**event, "payload": p} for p in payloads])
+        return True
 
 
 def hot_path(store: MissionStore) -> HotPath:

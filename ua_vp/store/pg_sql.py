@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from sqlalchemy import ARRAY, Select, Text, bindparam, case, cast, func, literal_column, select
+from sqlalchemy import ARRAY, Select, Text, bindparam, case, cast, func, literal_column, select, true
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -124,6 +124,26 @@ def claim(limit: int, ttl_seconds: float) -> Compiled:
 def finalize() -> Compiled:
     rows = unnest_rows(statements.FINALIZE_COLUMNS)
     return compile_pg(with_events(statements.finalize(rows, now=NOW), FINALIZE))
+
+
+@cache
+def progress() -> Compiled:
+    """Progress events (``payload_array``, in order) for one mission while its lease holds;
+    none, and no row back, when it does not. Check and insert are one statement, so the
+    FOR SHARE lock holds from one to the other."""
+    held = statements.progress_holder(statements.single_row(**statements.PROGRESS_COLUMNS)).cte("held")
+    payloads = (
+        func.unnest(cast(bindparam("payload_array"), ARRAY(JSONB)))
+        .table_valued("payload", with_ordinality="n")
+        .render_derived(name="pp")
+    )
+    rows = (
+        select(held.c.mission_id, held.c.vp_id, lit(statements.PROGRESS_EVENT), payloads.c.payload, NOW)
+        .select_from(held.join(payloads, true()))
+        .order_by(payloads.c.n)
+    )
+    insert = events.insert().from_select(["mission_id", "vp_id", "event_type", "payload", "created_at"], rows)
+    return compile_pg(insert.returning(*events.c))
 
 
 @cache

@@ -41,6 +41,7 @@ from ua_vp.missions import (
     ENQUEUE,
     FINALIZE,
     HEARTBEAT,
+    PROGRESS,
     Event,
     Status,
     Transition,
@@ -184,6 +185,25 @@ def fenced(rows: FromClause, transition: Transition) -> ColumnElement[bool]:
     """The lease fence, per row: this mission, still in the transition's source
     status, and still held with the caller's own token."""
     return and_(M.mission_id == rows.c.mission_id, M.lease_token == rows.c.lease_token, status_in(transition.source))
+
+
+PROGRESS_COLUMNS = HEARTBEAT_COLUMNS
+
+
+def _event(transition: Transition, status: Status) -> Event:
+    event = transition.outcomes[status]
+    assert event is not None, f"{transition.name} writes no event for {status.value}"
+    return event
+
+
+PROGRESS_EVENT = _event(PROGRESS, Status.RUNNING)
+
+
+def progress_holder(rows: FromClause) -> Select[Any]:
+    """The mission of ``rows`` while its lease holds, for its progress events. FOR SHARE:
+    a reap or finalize cannot commit between this check and the events' insert, so no
+    progress lands after the final event."""
+    return select(M.mission_id, M.vp_id).where(fenced(rows, PROGRESS)).with_for_update(read=True)
 
 
 def finalize(rows: FromClause, *, now: ColumnElement[Any]) -> Update:

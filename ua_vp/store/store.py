@@ -362,23 +362,9 @@ class MissionStore:
     def add_progress(self, mission_id: str, lease_token: str, payloads: Iterable[dict[str, Any]]) -> bool:
         """Record progress events while the lease is held; False (nothing written) otherwise."""
         payloads = [redact_data(storable_json(p)) for p in payloads]
-        with self.tx() as conn:
-            row = conn.execute(
-                select(missions)
-                .where(
-                    missions.c.mission_id == mission_id,
-                    missions.c.lease_token == lease_token,
-                    status_in(PROGRESS.source),
-                )
-                # FOR SHARE: a reap or finalize cannot commit between this check and
-                # the insert below, so no progress lands after the final event.
-                .with_for_update(read=True)
-            ).first()
-            if row is None:
-                return False
-            mission = _mission(row)
-            self.write_events(conn, [{**rows.event_row(PROGRESS, mission), "payload": p} for p in payloads])
-        return True
+        if not payloads:
+            return self.watch([(mission_id, lease_token)])[mission_id].lease_held
+        return self._hot.progress(mission_id, lease_token, payloads)
 
     # -- reap ----------------------------------------------------------------------------
     def reap(self, limit: int = 100) -> list[Mission]:
