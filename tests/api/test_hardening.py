@@ -173,6 +173,7 @@ def test_event_streams_are_capped_per_client_and_in_total(serve: Serve) -> None:
         refused.read()
         error = assert_error(refused, 429, "too_many_streams")
         assert error["details"]["scope"] == "client" and error["details"]["limit"] == 3
+        assert refused.headers["Retry-After"] == str(error["details"]["retry_after_seconds"]) == "5"
         for _ in range(2):
             opened.append(_open_stream(second, mid))
             assert opened[-1].status_code == 200

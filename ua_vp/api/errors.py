@@ -54,7 +54,10 @@ def _ua_vp_error(request: Request[Any, Any, Any], exc: UaVpError) -> Response[Er
     if exc.http_status >= 500:
         # Start-up errors (config, plugins) should never surface per request: worth a loud log.
         log.error("request_failed", code=exc.code, path=request.url.path, message=exc.message)
-    return error_response(exc.http_status, exc.code, exc.message, exc.details)
+    # A refusal that says when to come back says it the standard way too (RFC 9110 Retry-After).
+    retry = exc.details.get("retry_after_seconds")
+    headers = {"Retry-After": str(retry)} if isinstance(retry, int) else None
+    return error_response(exc.http_status, exc.code, exc.message, exc.details, headers)
 
 
 def _validation_message(exc: ValidationException) -> tuple[str, dict[str, Any]]:
