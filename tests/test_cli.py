@@ -10,9 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import click
+import httpx
 import pytest
 
-from tests.api.conftest import Served, start_server
+from tests.api.conftest import DISPATCH, Served, start_server
 from tests.cli_harness import Cli, fake_dist
 from ua_vp.cli import cli as cli_group
 
@@ -151,6 +152,51 @@ def test_the_mission_event_observer_fires_for_cli_dispatch_and_cancel(cli: Cli, 
     mission_id = json.loads(queued.stdout)["mission"]["mission_id"]
     assert cli("cancel", mission_id, PYTHONPATH=str(site)).returncode == 0
     assert seen.read_text().split() == ["vp.mission.dispatched", "vp.mission.cancel_requested", "vp.mission.cancelled"]
+
+
+def test_the_observer_sees_every_event_whichever_process_commits_it(cli: Cli, tmp_path: Path) -> None:
+    """One factory (ua_vp.host) gives the CLI, a worker and the server the same observer."""
+    seen = tmp_path / "seen.txt"
+    site = fake_dist(
+        tmp_path / "site",
+        "ua-vp-observer",
+        "0.3",
+        "observer_plugin",
+        f"""
+        import os, sys
+        from ua_vp import hookimpl
+
+        @hookimpl
+        def ua_vp_mission_event(event):
+            with open({str(seen)!r}, "a") as out:
+                out.write(f"{{os.path.basename(sys.argv[0])}} {{sys.argv[1] if len(sys.argv) > 1 else ''}} "
+                          f"{{event.mission_id}} {{event.event_type}}\\n")
+        """,
+    )
+    env = {"PYTHONPATH": str(site)}
+    mission_id = json.loads(cli("dispatch", GENERAL, "observe me", "--json", **env).stdout)["mission"]["mission_id"]
+    worker = cli("worker", "--profile", GENERAL, "--once", **env)
+    assert worker.returncode == 0, worker.stderr
+
+    served = start_server({**env, "UA_VP_EXTERNAL_DISPATCH_ENABLED": "0"}, tmp_path)
+    try:
+        body = {"vp_id": GENERAL, "objective": "observe me too"}
+        answer = httpx.post(served.url + DISPATCH, json=body)
+        assert answer.status_code == 201, answer.text
+        served_id = answer.json()["mission"]["mission_id"]
+        deadline = time.monotonic() + 30
+        while f"{served_id} vp.mission.completed" not in seen.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        assert served.stop() == 0
+
+    lines = [line.split() for line in seen.read_text().splitlines()]
+    by = {(mid, kind): (prog, cmd) for prog, cmd, mid, kind in lines}
+    assert by[(mission_id, "vp.mission.dispatched")][1] == "dispatch"
+    assert by[(mission_id, "vp.mission.started")][1] == "worker"
+    assert by[(mission_id, "vp.mission.completed")][1] == "worker"
+    assert by[(served_id, "vp.mission.dispatched")][1] == "serve"  # the in-process lane runs it there
+    assert by[(served_id, "vp.mission.completed")][1] == "serve"
 
 
 BROKEN_IMPORT = """
