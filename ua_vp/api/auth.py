@@ -19,7 +19,7 @@ def bearer_guard(token: str) -> Guard:
     """A guard accepting only ``Authorization: Bearer <token>``."""
     expected = token.encode()
 
-    def require_token(connection: ASGIConnection[Any, Any, Any, Any], _handler: BaseRouteHandler) -> None:
+    async def require_token(connection: ASGIConnection[Any, Any, Any, Any], _handler: BaseRouteHandler) -> None:
         scheme, _sep, given = connection.headers.get("authorization", "").partition(" ")
         # compare_digest: the time taken must not reveal how much of the token matched.
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):

@@ -16,6 +16,10 @@
   a token-less call is accepted only from a local TCP connection owned by the same
   uid as the server (:mod:`ua_vp.api.peers`), so other users on a shared host are refused.
 
+Every guard here is a coroutine: Litestar runs a plain-function guard in a worker
+thread, a thread hop per guard per request for checks that take microseconds (the
+peer-uid query ~12 us on its own; py-spy: ~5% of a list request's server time).
+
 An ASGI call that came over no socket (the test client, an application embedding
 this one) is the process itself, and is not asked for a Host or a uid.
 """
@@ -118,7 +122,7 @@ def request_guards(settings: Settings) -> list[Guard]:
     hosts = allowed_hosts(settings)
     any_host = "*" in hosts
 
-    def check_host_and_origin(connection: Connection, _handler: BaseRouteHandler) -> None:
+    async def check_host_and_origin(connection: Connection, _handler: BaseRouteHandler) -> None:
         headers = connection.headers
         host = headers.get("host", "")
         if not any_host and _over_a_socket(connection) and not _known_host(_host_name(host), hosts):
@@ -145,7 +149,7 @@ def request_guards(settings: Settings) -> list[Guard]:
     return [check_host_and_origin]
 
 
-def require_json(connection: Connection, _handler: BaseRouteHandler) -> None:
+async def require_json(connection: Connection, _handler: BaseRouteHandler) -> None:
     """Guard for routes with a JSON body: 415 unless the body says it is JSON."""
     media = connection.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media == "application/json" or (media.startswith("application/") and media.endswith("+json")):
@@ -162,7 +166,7 @@ def owner_guard() -> Guard:
     """Token-less calls only from the server's own OS user (see the module docstring)."""
     me = os.geteuid()
 
-    def require_owner(connection: Connection, _handler: BaseRouteHandler) -> None:
+    async def require_owner(connection: Connection, _handler: BaseRouteHandler) -> None:
         if not _over_a_socket(connection):
             return
         client, server = connection.scope.get("client"), connection.scope.get("server")
