@@ -129,7 +129,10 @@ def test_wait_exits_with_the_missions_outcome(cli: Cli, server: Served) -> None:
     assert usage.returncode == 2 and usage.stderr.startswith("error [invalid_request]")
 
 
-def test_the_mission_event_observer_fires_for_cli_dispatch_and_cancel(cli: Cli, tmp_path: Path) -> None:
+@pytest.fixture
+def observed(tmp_path: Path) -> tuple[Path, Path]:
+    """A plugin site with an observer that writes ``<ua-vp command> <mission_id> <event type>``
+    for every event it is told of, and the file it writes."""
     seen = tmp_path / "seen.txt"
     site = fake_dist(
         tmp_path / "site",
@@ -137,42 +140,39 @@ def test_the_mission_event_observer_fires_for_cli_dispatch_and_cancel(cli: Cli, 
         "0.3",
         "observer_plugin",
         f"""
+        import sys
         from ua_vp import hookimpl
 
         @hookimpl
         def ua_vp_mission_event(event):
             with open({str(seen)!r}, "a") as out:
-                out.write(event.event_type + "\\n")
+                out.write(f"{{sys.argv[1]}} {{event.mission_id}} {{event.event_type}}\\n")
         """,
     )
+    seen.touch()
+    return site, seen
+
+
+def test_the_mission_event_observer_fires_for_cli_dispatch_and_cancel(cli: Cli, observed: tuple[Path, Path]) -> None:
+    site, seen = observed
     queued = cli(
         "dispatch", "vp.elsewhere", "observe me", "--json", PYTHONPATH=str(site), UA_VP_REMOTE_IDS="vp.elsewhere"
     )
     assert queued.returncode == 0, queued.stderr
     mission_id = json.loads(queued.stdout)["mission"]["mission_id"]
     assert cli("cancel", mission_id, PYTHONPATH=str(site)).returncode == 0
-    assert seen.read_text().split() == ["vp.mission.dispatched", "vp.mission.cancel_requested", "vp.mission.cancelled"]
+    assert [line.split()[2] for line in seen.read_text().splitlines()] == [
+        "vp.mission.dispatched",
+        "vp.mission.cancel_requested",
+        "vp.mission.cancelled",
+    ]
 
 
-def test_the_observer_sees_every_event_whichever_process_commits_it(cli: Cli, tmp_path: Path) -> None:
+def test_the_observer_sees_every_event_whichever_process_commits_it(
+    cli: Cli, observed: tuple[Path, Path], tmp_path: Path
+) -> None:
     """One factory (ua_vp.host) gives the CLI, a worker and the server the same observer."""
-    seen = tmp_path / "seen.txt"
-    site = fake_dist(
-        tmp_path / "site",
-        "ua-vp-observer",
-        "0.3",
-        "observer_plugin",
-        f"""
-        import os, sys
-        from ua_vp import hookimpl
-
-        @hookimpl
-        def ua_vp_mission_event(event):
-            with open({str(seen)!r}, "a") as out:
-                out.write(f"{{os.path.basename(sys.argv[0])}} {{sys.argv[1] if len(sys.argv) > 1 else ''}} "
-                          f"{{event.mission_id}} {{event.event_type}}\\n")
-        """,
-    )
+    site, seen = observed
     env = {"PYTHONPATH": str(site)}
     mission_id = json.loads(cli("dispatch", GENERAL, "observe me", "--json", **env).stdout)["mission"]["mission_id"]
     worker = cli("worker", "--profile", GENERAL, "--once", **env)
@@ -190,13 +190,11 @@ def test_the_observer_sees_every_event_whichever_process_commits_it(cli: Cli, tm
     finally:
         assert served.stop() == 0
 
-    lines = [line.split() for line in seen.read_text().splitlines()]
-    by = {(mid, kind): (prog, cmd) for prog, cmd, mid, kind in lines}
-    assert by[(mission_id, "vp.mission.dispatched")][1] == "dispatch"
-    assert by[(mission_id, "vp.mission.started")][1] == "worker"
-    assert by[(mission_id, "vp.mission.completed")][1] == "worker"
-    assert by[(served_id, "vp.mission.dispatched")][1] == "serve"  # the in-process lane runs it there
-    assert by[(served_id, "vp.mission.completed")][1] == "serve"
+    by = {(mid, kind): command for command, mid, kind in map(str.split, seen.read_text().splitlines())}
+    assert by[(mission_id, "vp.mission.dispatched")] == "dispatch"
+    assert by[(mission_id, "vp.mission.started")] == by[(mission_id, "vp.mission.completed")] == "worker"
+    assert by[(served_id, "vp.mission.dispatched")] == "serve"  # the in-process lane runs it there
+    assert by[(served_id, "vp.mission.completed")] == "serve"
 
 
 BROKEN_IMPORT = """

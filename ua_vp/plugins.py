@@ -254,8 +254,9 @@ class Registry:
             listing += f"; broken plugins: {', '.join(b.name for b in self.broken)} (see `ua-vp plugins`)"
         return listing
 
-    def profile(self, vp_id: str) -> Profile:
-        """The enabled profile for ``vp_id``, or a clear error naming what exists."""
+    def _refuse_if_broken(self, vp_id: str) -> None:
+        """:class:`ProfileBroken` when the plugin providing ``vp_id`` was left out, at start
+        or since (one of its hooks raised in :func:`call_each`)."""
         broken = next((b for b in self.broken if b.name == self.providers.get(vp_id)), None)
         if broken is not None:
             raise ProfileBroken(
@@ -264,6 +265,10 @@ class Registry:
                 vp_id=vp_id,
                 plugin=broken.name,
             )
+
+    def profile(self, vp_id: str) -> Profile:
+        """The enabled profile for ``vp_id``, or a clear error naming what exists."""
+        self._refuse_if_broken(vp_id)
         if vp_id in self.enabled:
             return self.enabled[vp_id]
         details = {"vp_id": vp_id, "enabled": list(self.enabled), "installed": sorted(self.installed)}
@@ -285,7 +290,7 @@ class Registry:
             protected = call_each(self.plugins, "ua_vp_protected_roots", **given)
             extra_protected = [p for _, roots in protected for p in roots]
             extra_allowed = [p for _, roots in call_each(self.plugins, "ua_vp_allowed_roots", **given) for p in roots]
-            self.profile(profile.vp_id)  # its own plugin may just have failed
+            self._refuse_if_broken(profile.vp_id)  # its own plugin may just have failed
             self._policies[profile.vp_id] = guard.build_policy(
                 profile, self.settings, extra_protected=extra_protected, extra_allowed=extra_allowed
             )
@@ -309,7 +314,8 @@ class Registry:
         guard.check_constraints(self.policy(profile), mission.constraints, base=workspace)
         for _ in call_each(self.plugins, "ua_vp_check_mission", profile=profile, mission=mission, phase=phase):
             pass
-        return self.profile(profile.vp_id)  # its own plugin may just have failed
+        self._refuse_if_broken(profile.vp_id)  # its own plugin may just have failed
+        return profile
 
     def check_runtime(self, profile: Profile) -> None:
         """At start: the runtime a profile names must exist, unless its plugin builds its own
@@ -339,7 +345,7 @@ class Registry:
     def executor(self, profile: Profile) -> Executor:
         built = call_each(self.plugins, "ua_vp_create_executor", profile=profile, settings=self.settings)
         executor: Executor | None = next((found for _, found in built), None)
-        self.profile(profile.vp_id)  # its own plugin may just have failed
+        self._refuse_if_broken(profile.vp_id)  # its own plugin may just have failed
         if executor is not None:
             return executor
         try:
