@@ -53,16 +53,17 @@ class PrivateNetwork:
     slirp: asyncio.subprocess.Process | None = field(default=None, init=False)
     relay: sandbox_relay.Relay | None = field(default=None, init=False)
     _exit_w: int | None = field(default=None, init=False)
-    _closed: set[int] = field(default_factory=set, init=False)
-    """Closed by us already: an fd number is reused at once, and a second close would hit another file."""
+    _open: set[int] = field(default_factory=set, init=False)
+    """Ours and not closed yet. Only these are closed: a closed fd's number is reused at once (by
+    another mission's pipe, or by this one's exit pipe), so "closed before" says nothing about a number."""
 
     @classmethod
     def open(cls, loopback_ports: tuple[int, ...] = ()) -> PrivateNetwork:
         info_r, info_w = os.pipe()
         go_r, go_w = os.pipe()
-        for fd in (info_r, go_w):
-            os.set_inheritable(fd, False)
-        return cls(info_r, info_w, go_r, go_w, loopback_ports)
+        network = cls(info_r, info_w, go_r, go_w, loopback_ports)
+        network._open.update((info_r, info_w, go_r, go_w))
+        return network
 
     @property
     def child_fds(self) -> tuple[int, int]:
@@ -74,9 +75,9 @@ class PrivateNetwork:
         for fd in self.child_fds:
             self._close(fd)
 
-    def _close(self, fd: int) -> None:
-        if fd not in self._closed:
-            self._closed.add(fd)
+    def _close(self, fd: int | None) -> None:
+        if fd in self._open:
+            self._open.remove(fd)
             with contextlib.suppress(OSError):
                 os.close(fd)
 
@@ -91,7 +92,7 @@ class PrivateNetwork:
                 await _loopback_configured(pid)
             ready_r, ready_w = os.pipe()
             exit_r, self._exit_w = os.pipe()
-            os.set_inheritable(self._exit_w, False)
+            self._open.add(self._exit_w)
             try:
                 self.slirp = await asyncio.create_subprocess_exec(
                     slirp_binary() or "slirp4netns",
@@ -132,18 +133,19 @@ class PrivateNetwork:
         if self.relay is not None:
             await self.relay.close()
             self.relay = None
-        for fd in (self.info_r, self.go_w, *self.child_fds):
-            self._close(fd)
-        if self._exit_w is not None:
-            self._close(self._exit_w)
-            self._exit_w = None
-        if self.slirp is not None and self.slirp.returncode is None:
+        for fd in tuple(self._open):
+            self._close(fd)  # the exit pipe among them: slirp4netns ends by itself now
+        slirp = self.slirp
+        if slirp is not None and slirp.returncode is None:
             try:
                 async with asyncio.timeout(2.0):
-                    await self.slirp.wait()
+                    await slirp.wait()
             except TimeoutError:
-                self.slirp.kill()
-                await self.slirp.wait()
+                pass
+            finally:
+                if slirp.returncode is None:
+                    slirp.kill()  # also when a second cancellation cut the wait short
+            await slirp.wait()
 
 
 async def _loopback_configured(pid: int) -> None:

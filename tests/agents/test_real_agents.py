@@ -170,9 +170,12 @@ def wait_until(
         time.sleep(0.05)
 
 
-def processes() -> dict[int, tuple[int, str]]:
-    """Every live process: pid -> (parent pid, command line)."""
-    table: dict[int, tuple[int, str]] = {}
+def processes() -> dict[int, tuple[int, str, int]]:
+    """Every live process: pid -> (parent pid, command line, start time in clock ticks).
+
+    The start time tells a process from a later one given the same pid: pids wrap at 32,768
+    here, and a full suite goes round more than once."""
+    table: dict[int, tuple[int, str, int]] = {}
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
@@ -183,17 +186,18 @@ def processes() -> dict[int, tuple[int, str]]:
             continue
         fields = stat[stat.rfind(b")") + 2 :].split()
         if fields[0] not in (b"Z", b"X"):
-            table[int(name)] = (int(fields[1]), cmdline)
+            table[int(name)] = (int(fields[1]), cmdline, int(fields[19]))
     return table
 
 
-def descendants(pid: int) -> dict[int, str]:
+def descendants(pid: int) -> dict[tuple[int, int], str]:
+    """Live processes below ``pid``: (pid, start time) -> command line."""
     table = processes()
-    found: dict[int, str] = {}
+    found: dict[tuple[int, int], str] = {}
     frontier = {pid}
     while frontier:
-        frontier = {p for p, (parent, _) in table.items() if parent in frontier and p not in found}
-        found.update({p: table[p][1] for p in frontier})
+        frontier = {p for p, (parent, _, _) in table.items() if parent in frontier and (p, table[p][2]) not in found}
+        found.update({(p, table[p][2]): table[p][1] for p in frontier})
     return found
 
 
@@ -233,7 +237,7 @@ def test_real_agent_edits_its_workspace_keeps_its_budget_and_dies_on_cancel(
 
     # The hanging mission's shell command runs as a child of the CLI; then cancel it.
     def hanging() -> dict[int, str]:
-        return {p: c for p, c in descendants(worker.pid).items() if "time.sleep(300)" in c}
+        return {p: c for (p, _), c in descendants(worker.pid).items() if "time.sleep(300)" in c}
 
     wait_until(lambda: len(hanging()) >= 2, 90, "the hanging shell command and its child", case)
     tree = descendants(worker.pid)
@@ -265,8 +269,10 @@ def test_real_agent_edits_its_workspace_keeps_its_budget_and_dies_on_cancel(
     # The cancel: every process the CLI started is gone.
     assert mstore.get(hang.mission_id).status == Status.CANCELLED
 
-    def survivors() -> dict[int, str]:
-        return {p: tree[p] for p in set(tree) & set(processes())}
+    def survivors() -> dict[str, str]:
+        now = processes()
+        alive = {(p, started) for p, (_, _, started) in now.items()}
+        return {f"{p} (parent {now[p][0]})": tree[p, t] for p, t in set(tree) & alive}
 
     wait_until(lambda: not survivors(), 30, "the cancelled CLI's processes to end", case, detail=survivors)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -246,3 +247,42 @@ def test_the_agent_cli_runtimes_run_in_the_sandbox(scene: Scene, backend: sandbo
     assert result.summary
     (event,) = scene.of_kind("sandbox")
     assert event["backend"] == backend and event["sandboxed"] is True
+
+
+def test_each_missions_network_ends_with_it_when_many_run_at_once(
+    scene: Scene, backend: sandbox.Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Eight networked missions at once, four finishing and four cancelled: each slirp4netns
+    ends because its exit pipe closed (exit status 0), none is killed after a wait, none is left."""
+    from ua_vp.runtimes.process import run_process
+    from ua_vp.sandbox_net import PrivateNetwork
+
+    ended: list[int | None] = []
+    close = PrivateNetwork.close
+
+    async def recorded(self: PrivateNetwork) -> None:
+        await close(self)
+        ended.append(self.slirp.returncode if self.slirp else None)
+
+    monkeypatch.setattr(PrivateNetwork, "close", recorded)
+    box = scene.sandbox(sandbox=backend)
+
+    async def scenario() -> None:
+        def start(attempts: list[list[Any]]) -> asyncio.Task[Any]:
+            ctx = scene.ctx(box, make_mission(json.dumps(attempts)))
+            return asyncio.create_task(run_process(scene.argv(attempts), ctx, on_stdout=lambda line: None))
+
+        finishing = [start([["write", f"quick-{n}.txt"]]) for n in range(4)]
+        hanging = [start([["sleep"]]) for _ in range(4)]
+        await asyncio.gather(*finishing)
+        await asyncio.to_thread(wait_for, lambda: len(scene.of_kind("process_started")) == 8, 20, "all eight")
+        for task in hanging:
+            task.cancel()
+        await asyncio.gather(*hanging, return_exceptions=True)
+
+    asyncio.run(scenario())
+    assert ended == [0] * 8, "a slirp4netns was killed (negative) or never started (None)"
+    left = [
+        pid for pid in alive(descendants(os.getpid())) if b"slirp4netns" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+    assert not left, left
