@@ -52,10 +52,10 @@ class PrivateNetwork:
     """Ports of the host's loopback relayed into the namespace (:mod:`ua_vp.sandbox_relay`)."""
     slirp: asyncio.subprocess.Process | None = field(default=None, init=False)
     relay: sandbox_relay.Relay | None = field(default=None, init=False)
-    _exit_w: int | None = field(default=None, init=False)
     _open: set[int] = field(default_factory=set, init=False)
     """Ours and not closed yet. Only these are closed: a closed fd's number is reused at once (by
-    another mission's pipe, or by this one's exit pipe), so "closed before" says nothing about a number."""
+    another mission's pipe, or by this one's exit pipe), so "closed before" says nothing about a number.
+    The write end of slirp4netns's exit pipe is among them until :meth:`close`."""
 
     @classmethod
     def open(cls, loopback_ports: tuple[int, ...] = ()) -> PrivateNetwork:
@@ -75,7 +75,7 @@ class PrivateNetwork:
         for fd in self.child_fds:
             self._close(fd)
 
-    def _close(self, fd: int | None) -> None:
+    def _close(self, fd: int) -> None:
         if fd in self._open:
             self._open.remove(fd)
             with contextlib.suppress(OSError):
@@ -91,8 +91,8 @@ class PrivateNetwork:
             async with asyncio.timeout(SETUP_SECONDS):
                 await _loopback_configured(pid)
             ready_r, ready_w = os.pipe()
-            exit_r, self._exit_w = os.pipe()
-            self._open.add(self._exit_w)
+            exit_r, exit_w = os.pipe()
+            self._open.add(exit_w)
             try:
                 self.slirp = await asyncio.create_subprocess_exec(
                     slirp_binary() or "slirp4netns",
@@ -129,19 +129,19 @@ class PrivateNetwork:
             self._close(self.go_w)
 
     async def close(self) -> None:
-        """Stop the relay and slirp4netns (closing its exit pipe) and reap it; close every pipe still open."""
+        """Close every pipe still open (the exit pipe among them: slirp4netns ends by itself),
+        stop the relay, and reap slirp4netns, killing it if it lingers."""
+        for fd in tuple(self._open):
+            self._close(fd)  # before any await: a cancellation cannot skip it
         if self.relay is not None:
             await self.relay.close()
             self.relay = None
-        for fd in tuple(self._open):
-            self._close(fd)  # the exit pipe among them: slirp4netns ends by itself now
         slirp = self.slirp
         if slirp is not None and slirp.returncode is None:
             try:
-                async with asyncio.timeout(2.0):
-                    await slirp.wait()
-            except TimeoutError:
-                pass
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(2.0):
+                        await slirp.wait()
             finally:
                 if slirp.returncode is None:
                     slirp.kill()  # also when a second cancellation cut the wait short
