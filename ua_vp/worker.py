@@ -89,6 +89,8 @@ class Running:
     shutdown | supervisor_failed; ``finishing`` once it ended, so nothing cancels the finalize."""
     progress: list[dict[str, Any]] = field(default_factory=list)
     dropped: int = 0
+    flushing: asyncio.Lock = field(default_factory=asyncio.Lock)
+    """Held while a batch of progress is on its way: the last flush waits for one in flight."""
 
 
 @dataclass
@@ -338,6 +340,8 @@ class Worker:
             supervisor.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await supervisor
+            async with run.flushing:  # a batch in flight lands before the release or the finalize
+                pass
         await self._flush(run, token)
         done = await self._finalizer.finalize(Outcome(mission.mission_id, token, status, result, error))
         if done is None:
@@ -430,7 +434,9 @@ class Worker:
             if time.monotonic() >= deadline:
                 self._interrupt(run, "budget_exceeded")
                 return
-            if (run.progress or run.dropped) and not await self._flush(run, token):
+            # Shielded: cancelling the supervisor when the mission ends must not drop a batch
+            # already taken, nor let it land after the finalize (which refuses it).
+            if (run.progress or run.dropped) and not await asyncio.shield(self._flush(run, token)):
                 self._interrupt(run, "lease_lost")
                 return
 
@@ -466,13 +472,14 @@ class Worker:
                     self._interrupt(r, "cancelled")
 
     async def _flush(self, run: Running, token: str) -> bool:
-        batch, run.progress = run.progress, []
-        if run.dropped:
-            batch.append({"kind": "progress_dropped", "count": run.dropped})
-            run.dropped = 0
-        if not batch:
-            return True
-        return await self._db(self.store.add_progress, run.mission.mission_id, token, batch)
+        async with run.flushing:
+            batch, run.progress = run.progress, []
+            if run.dropped:
+                batch.append({"kind": "progress_dropped", "count": run.dropped})
+                run.dropped = 0
+            if not batch:
+                return True
+            return await self._db(self.store.add_progress, run.mission.mission_id, token, batch)
 
     # -- LISTEN ---------------------------------------------------------------------------
     async def _listen(self) -> None:
