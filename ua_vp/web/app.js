@@ -412,9 +412,15 @@ async function pageMission(missionId) {
     renderControls();
   };
 
-  const renderControls = () => {
-    if (TERMINAL.has(mission.status)) { controls.replaceChildren(); return; }
-    if (mission.cancel_requested_at) { controls.replaceChildren(h("p", { class: "banner ok" }, "Cancel requested; the worker is stopping it.")); return; }
+  // Redrawn only when what they offer changes: a re-render on every event used to replace the
+  // button under the user's pointer and close a confirm step they had opened.
+  let shownControls = null;
+  const renderControls = (again = false) => {
+    const state = TERMINAL.has(mission.status) ? "ended" : mission.cancel_requested_at ? "asked" : "open";
+    if (state === shownControls && !again) return;
+    shownControls = state;
+    if (state === "ended") { controls.replaceChildren(); return; }
+    if (state === "asked") { controls.replaceChildren(h("p", { class: "banner ok" }, "Cancel requested; the worker is stopping it.")); return; }
     const ask = h("button", { class: "danger", id: "cancel", type: "button" }, "Cancel mission…");
     ask.addEventListener("click", () => {
       const yes = h("button", { class: "danger solid", id: "cancel-confirm", type: "button" }, "Yes, cancel it");
@@ -430,7 +436,7 @@ async function pageMission(missionId) {
           yes.disabled = false;
         }
       });
-      no.addEventListener("click", renderControls);
+      no.addEventListener("click", () => renderControls(true));
       controls.replaceChildren(h("div", { class: "confirm card" }, h("span", {}, mission.status === "running" ? "Stop this mission? Its agent process will be killed." : "Cancel this queued mission?"), yes, no, note));
     });
     controls.replaceChildren(h("div", { class: "actions", style: null }, ask));
