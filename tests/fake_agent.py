@@ -196,6 +196,8 @@ def codex(scenario: str, argv: list[str]) -> int:
             "item": {"id": "i1", "type": "command_execution", "command": "ls", "status": "in_progress"},
         }
     )
+    failed = {"id": "i1", "type": "command_execution", "command": "ls", "status": "failed", "exit_code": 2}
+    say({"type": "item.completed", "item": {**failed, "aggregated_output": "ls: cannot access 'x'\n" * 100}})
     say("plain text from codex")
     say({"type": "item.completed", "item": {"id": "i2", "type": "agent_message", "text": "All done."}})
     say({"type": "turn.completed", "usage": {"input_tokens": 120, "cached_input_tokens": 20, "output_tokens": 30}})

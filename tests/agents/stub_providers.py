@@ -11,6 +11,7 @@ What the "model" does is read from the first user message, where the test's obje
     edit: turn 1 writes ``<text>`` into ``<name>`` (Claude: the Write tool, with the working
     directory taken from Claude's system prompt; codex: a shell call), turn 2 runs a command
     through Bash / the shell that copies it to ``<name>.copy``, turn 3 answers ``STUB-DONE <text>``.
+    A step whose tool call failed is answered ``STUB-FAILED <step>: <what the tool returned>``.
 ``STUB-HANG``
     runs a process tree that waits five minutes through the shell (for cancel tests).
 ``STUB-USAGE <n>``
@@ -30,6 +31,7 @@ import shlex
 import socketserver
 import sys
 import threading
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -48,11 +50,37 @@ def next_id(prefix: str) -> str:
         return f"{prefix}_{next(_ids):06d}"
 
 
-class Plan:
-    """The scripted conversation, read from the request."""
+_EXIT_CODE = re.compile(r"exited with code (\d+)|\"exit_code\": ?(\d+)")
 
-    def __init__(self, first_user_text: str, system_text: str, turns_done: int) -> None:
-        self.turn = turns_done
+
+@dataclass
+class Call:
+    """A tool call the "model" made earlier in this conversation, and what came back."""
+
+    text: str
+    output: str = ""
+    failed: bool = False
+
+    def answered(self, output: str, is_error: bool = False) -> None:
+        codes = [int(a or b) for a, b in _EXIT_CODE.findall(output)]
+        self.output, self.failed = output, is_error or any(codes)
+
+    @property
+    def running(self) -> int | None:
+        """The codex session still running the command (its exec tool gave up waiting), if any."""
+        session = re.search(r"session ID (\d+)", self.output)
+        return int(session.group(1)) if session and not _EXIT_CODE.search(self.output) else None
+
+
+class Plan:
+    """The scripted conversation, read from the request.
+
+    Like a model, it decides from what its earlier tool calls returned, not from how many there
+    were: a CLI that retries a request, or repeats a call, gets the same next step, and a step
+    that failed ends the run with ``STUB-FAILED`` and the step's output, so a test says why."""
+
+    def __init__(self, first_user_text: str, system_text: str, calls: list[Call]) -> None:
+        self.calls = calls
         write = re.search(r"STUB-WRITE (\S+) (\S+)", first_user_text)
         self.name, self.text = (write.group(1), write.group(2)) if write else (None, None)
         self.hang = "STUB-HANG" in first_user_text
@@ -61,19 +89,34 @@ class Plan:
         cwd = re.search(r"(?:Primary working directory|Working directory): *(\S+)", system_text)
         self.cwd = cwd.group(1) if cwd else None
 
+    def _last(self, marker: str, unless: str | None = None) -> Call | None:
+        found = [c for c in self.calls if marker in c.text and not (unless and unless in c.text)]
+        return found[-1] if found else None
+
     def step(self) -> tuple[str, dict[str, Any]] | str:
         """A tool call ``(tool, argument)`` to make next, or the final text."""
         if self.hang:
             # Every turn: codex returns from a long command after a while and leaves it running.
             return ("shell", {"command": HANG_COMMAND})
-        if self.name and self.text:
-            if self.turn == 0:
-                return ("write", {"name": self.name, "text": self.text + "\n"})
-            if self.turn == 1:
-                src, dst = shlex.quote(self.name), shlex.quote(self.name + ".copy")
-                return ("shell", {"command": f"cp {src} {dst} && echo copied"})
-            return f"STUB-DONE {self.text}"
-        return "STUB-DONE nothing asked"
+        if not (self.name and self.text):
+            return "STUB-DONE nothing asked"
+        copy_name = self.name + ".copy"
+        wrote = self._last(self.text, unless=copy_name)
+        if wrote is None:
+            return ("write", {"name": self.name, "text": self.text + "\n"})
+        if wrote.running is not None:
+            return ("poll", {"session_id": wrote.running})
+        if wrote.failed:
+            return f"STUB-FAILED write: {wrote.output[-2000:]}"
+        copied = self._last(copy_name)
+        if copied is None:
+            src, dst = shlex.quote(self.name), shlex.quote(copy_name)
+            return ("shell", {"command": f"cp {src} {dst} && echo copied"})
+        if copied.running is not None:
+            return ("poll", {"session_id": copied.running})
+        if copied.failed or "copied" not in copied.output:
+            return f"STUB-FAILED copy: {copied.output[-2000:]}"
+        return f"STUB-DONE {self.text}"
 
 
 def text_of(content: Any) -> str:
@@ -158,14 +201,14 @@ class Handler(BaseHTTPRequestHandler):
     def _anthropic(self, body: dict[str, Any]) -> None:
         messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
         first_user = next((text_of(m.get("content")) for m in messages if m.get("role") == "user"), "")
-        results = sum(
-            1
-            for m in messages
-            for c in (m.get("content") if isinstance(m.get("content"), list) else [])
-            if isinstance(c, dict) and c.get("type") == "tool_result"
-        )
+        calls: dict[str, Call] = {}
+        for block in (c for m in messages if isinstance(m.get("content"), list) for c in m["content"]):
+            if isinstance(block, dict) and block.get("type") == "tool_use":
+                calls[str(block.get("id"))] = Call(json.dumps(block.get("input")))
+            elif isinstance(block, dict) and block.get("type") == "tool_result" and block.get("tool_use_id") in calls:
+                calls[block["tool_use_id"]].answered(text_of(block.get("content")), bool(block.get("is_error")))
         everything = "\n".join([text_of(body.get("system")), *(text_of(m.get("content")) for m in messages)])
-        plan = Plan(first_user, everything, results)
+        plan = Plan(first_user, everything, list(calls.values()))
         input_tokens = plan.usage or len(json.dumps(body)) // 4
         model = str(body.get("model") or "stub")
         if not body.get("tools"):
@@ -231,8 +274,23 @@ class Handler(BaseHTTPRequestHandler):
         users = [text_of(i.get("content")) for i in items if i.get("role") == "user"]
         # codex sends its environment context as a user message too: find the one with our marker.
         first_user = next((u for u in users if "STUB-" in u), users[0] if users else "")
-        done = sum(1 for i in items if i.get("type") in ("function_call_output", "custom_tool_call_output"))
-        plan = Plan(first_user, "", done)
+        calls: dict[str, Call] = {}
+        polled: dict[str, Call] = {}  # a write_stdin poll's call id -> the call whose session it polls
+        for i in items:
+            call_id = str(i.get("call_id"))
+            if i.get("type") in ("function_call", "custom_tool_call"):
+                args = str(i.get("arguments") or i.get("input"))
+                session = re.search(r'"session_id": ?(\d+)', args) if i.get("name") == "write_stdin" else None
+                if session:
+                    polled[call_id] = next((c for c in calls.values() if c.running == int(session.group(1))), Call(""))
+                else:
+                    calls[call_id] = Call(args)
+            elif i.get("type") in ("function_call_output", "custom_tool_call_output"):
+                if call_id in polled:  # what the command printed since, and maybe how it ended
+                    polled[call_id].answered(polled[call_id].output + "\n" + text_of(i.get("output")))
+                elif call_id in calls:
+                    calls[call_id].answered(text_of(i.get("output")))
+        plan = Plan(first_user, "", list(calls.values()))
         input_tokens = plan.usage or len(json.dumps(body)) // 4
         response_id = next_id("resp")
         step = plan.step()
@@ -249,11 +307,13 @@ class Handler(BaseHTTPRequestHandler):
             if tool == "write":
                 command = f"printf '%s\\n' {shlex.quote(arg['text'].rstrip())} > {shlex.quote(arg['name'])}"
             else:
-                command = arg["command"]
-            name = "exec_command" if "exec_command" in tools else "shell"
-            args = {"cmd": command} if name == "exec_command" else {"command": ["bash", "-lc", command]}
-            if name == "exec_command":
-                args["yield_time_ms"] = 30_000
+                command = arg.get("command", "")
+            if tool == "poll":
+                name, args = "write_stdin", {"session_id": arg["session_id"], "chars": "", "yield_time_ms": 30_000}
+            elif "exec_command" in tools:
+                name, args = "exec_command", {"cmd": command, "yield_time_ms": 30_000}
+            else:
+                name, args = "shell", {"command": ["bash", "-lc", command]}
             item = {
                 "type": "function_call",
                 "id": next_id("fc"),

@@ -107,6 +107,7 @@ def test_codex_json_lines_give_the_last_agent_message(harness: Harness) -> None:
         "event",
         "event",
         "tool_use",
+        "tool_use",
         "output",
         "assistant_text",
         "event",
@@ -118,7 +119,11 @@ def test_codex_json_lines_give_the_last_agent_message(harness: Harness) -> None:
         "item.completed",
         "turn.completed",
     ]
-    assert harness.of_kind("tool_use")[0]["input"] == "ls"
+    started, failed = harness.of_kind("tool_use")
+    assert started == {"kind": "tool_use", "type": "command_execution", "status": "in_progress", "input": "ls"}
+    # A finished command says how it ended, and the end of what it printed (clipped).
+    assert failed["status"] == "failed" and failed["exit_code"] == 2
+    assert failed["output"].endswith("ls: cannot access 'x'") and len(failed["output"]) < 600
     assert harness.of_kind("output")[0]["line"] == "plain text from codex"
     assert result.summary == "All done."
     assert result.usage["total_tokens"] == 150  # cached input is part of input_tokens, not added again

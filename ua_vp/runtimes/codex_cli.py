@@ -100,9 +100,14 @@ class CodexStream(JsonStream):
                 or item.get("changes")
                 or body.get("command")
             )
-            self.ctx.emit(
-                "tool_use", {"type": itype or etype, "status": item.get("status"), "input": clip(str(what), 500)}
-            )
+            use = {"type": itype or etype, "status": item.get("status"), "input": clip(str(what), 500)}
+            # A finished command says how it ended: an agent that carries on after a failed
+            # command is otherwise indistinguishable, in the events, from one whose command worked.
+            if isinstance(item.get("exit_code"), int):
+                use["exit_code"] = item["exit_code"]
+            if isinstance(item.get("aggregated_output"), str) and item["aggregated_output"].strip():
+                use["output"] = clip(item["aggregated_output"].strip(), 500, keep_end=True)
+            self.ctx.emit("tool_use", use)
         elif etype in ("turn.failed", "error", "stream_error"):
             self.ctx.emit("error", {"message": clip(self.last_error or etype, 1000), "type": etype})
         else:

@@ -130,10 +130,13 @@ def stderr_summary(errors: Sequence[str], tail: Sequence[str], *, lines: int = 5
     return "\n".join(shown)
 
 
-def clip(text: str, limit: int = EVENT_TEXT_CHARS) -> str:
-    """``text`` cut to ``limit`` characters, saying how much was cut."""
+def clip(text: str, limit: int = EVENT_TEXT_CHARS, *, keep_end: bool = False) -> str:
+    """``text`` cut to ``limit`` characters, saying how much was cut; ``keep_end`` keeps the
+    last ones (where a command's error usually is)."""
     if len(text) <= limit:
         return text
+    if keep_end:
+        return f"[{len(text) - limit} chars before] …{text[-limit:]}"
     return f"{text[:limit]}… [{len(text) - limit} more chars]"
 
 
