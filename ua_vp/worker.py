@@ -90,7 +90,8 @@ class Running:
     progress: list[dict[str, Any]] = field(default_factory=list)
     dropped: int = 0
     flushing: asyncio.Lock = field(default_factory=asyncio.Lock)
-    """Held while a batch of progress is on its way: the last flush waits for one in flight."""
+    """Held while a batch of progress is on its way: the last flush, and so the finalize or
+    release after it, waits for one in flight."""
 
 
 @dataclass
@@ -310,6 +311,7 @@ class Worker:
         supervisor = asyncio.create_task(self._supervise(run, token))
         supervisor.add_done_callback(lambda t: self._supervisor_ended(run, t, mlog))
         status, result, error = Status.FAILED, None, None
+        give_back = False
         try:
             result, error, status = await self._execute(run, mlog)
             # From here on nothing may cancel us: the outcome must be written.
@@ -325,10 +327,7 @@ class Worker:
                     {"code": "budget_exceeded", "message": f"budget.max_seconds={limit} ran out"},
                 )
             elif reason == "shutdown":
-                # Give it back now rather than make it wait out its lease.
-                await self._db(self.store.release, mission.mission_id, token, reason="worker_shutdown")
-                mlog.warning("mission_released", reason=reason)
-                return
+                give_back = True  # below, once its last progress is written
             elif reason in ("lease_lost", "supervisor_failed"):
                 # lease_lost: someone else owns it now. supervisor_failed: without
                 # heartbeats the lease runs out and the reaper gives it to another worker.
@@ -340,9 +339,12 @@ class Worker:
             supervisor.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await supervisor
-            async with run.flushing:  # a batch in flight lands before the release or the finalize
-                pass
-        await self._flush(run, token)
+        await self._flush(run, token)  # after a batch the supervisor has in flight (run.flushing)
+        if give_back:
+            # Give it back now rather than make it wait out its lease.
+            await self._db(self.store.release, mission.mission_id, token, reason="worker_shutdown")
+            mlog.warning("mission_released", reason="shutdown")
+            return
         done = await self._finalizer.finalize(Outcome(mission.mission_id, token, status, result, error))
         if done is None:
             mlog.warning("finalize_refused_lease_lost", status=status.value)

@@ -137,6 +137,21 @@ def test_sigterm_past_the_grace_period_gives_the_mission_back(
     assert not pid_alive(int(pidfile.read_text()))
 
 
+def test_what_the_agent_said_before_a_shutdown_is_kept_when_the_mission_is_given_back(
+    workers: Workers, wstore: MissionStore, tmp_path: Path
+) -> None:
+    # No grace: the worker stops the agent at once, before its usual progress flush.
+    pidfile = tmp_path / "agent.pid"
+    m = dispatch(wstore, f"say:last-words pid:{pidfile} sleep:120")
+    proc = workers.start(UA_VP_SHUTDOWN_GRACE_SECONDS="0")
+    wait_until(pidfile.exists, timeout=30, what="the agent to start", logs=workers.logs)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=20) == 0, workers.logs()
+    assert wstore.get(m.mission_id).status is Status.QUEUED
+    lines = [e.payload.get("line") for e in wstore.events(m.mission_id) if e.event_type == "vp.mission.progress"]
+    assert "last-words" in lines, lines
+
+
 @pytest.mark.slow
 def test_kill_9_mid_mission_is_recovered_after_the_lease_and_finalized_once(
     workers: Workers, wstore: MissionStore, tmp_path: Path
